@@ -43,9 +43,11 @@ def cli(ctx: click.Context) -> None:
 def _register() -> None:
     # One line per room command; rooms keep their commands next to the code they run.
     from kernels.cli import models, reference
+    from traces.cli import trace
 
     cli.add_command(models)
     cli.add_command(reference)
+    cli.add_command(trace)
 
 
 _register()

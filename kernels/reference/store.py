@@ -1,0 +1,149 @@
+"""The shipped reference model on disk: weights and semantic encoders as safetensors (no pickle).
+
+``refnet.safetensors`` holds the state dict; its metadata carries the architecture, the training
+settings and the measured accuracy. ``encoders.safetensors`` holds, per exit point, the PCA mean and
+components and the class centres; its metadata names the model fingerprint it was fitted for, so an
+encoder file can never be paired with other weights by mistake.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import save_file as save_torch
+
+from engram.errors import FormatError, MismatchError
+from engram.fileio import atomic_path
+from kernels.blockwise import BlockwiseModel
+from kernels.reference.encoders import SemanticEncoder
+from kernels.zoo.refnet import RefNetConfig, refnet
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+MODEL_FILE = "refnet.safetensors"
+ENCODER_FILE = "encoders.safetensors"
+MODEL_FORMAT = "engram.refnet"
+ENCODER_FORMAT = "engram.semantic-encoders"
+VERSION = 1
+
+
+@dataclass
+class ReferenceModel:
+    model: BlockwiseModel
+    encoders: dict[str, SemanticEncoder]
+    meta: dict[str, Any] = field(default_factory=dict)  # training settings and recorded metrics
+    encoder_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        return self.model.fingerprint()
+
+
+def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path]:
+    directory = Path(directory)
+    fp = ref.model.fingerprint()
+    arch = RefNetConfig.from_json({k: v for k, v in ref.model.architecture.items() if k != "kind"})
+    model_meta = {"format": MODEL_FORMAT, "version": VERSION, "arch": arch.to_json(), "fingerprint": fp, **ref.meta}
+    tensors = {k: v.detach().contiguous() for k, v in ref.model.state_dict().items()}
+    mpath = directory / MODEL_FILE
+    with atomic_path(mpath) as tmp:
+        save_torch(tensors, str(tmp), metadata={"engram": json.dumps(model_meta, sort_keys=True)})
+
+    arrays: dict[str, np.ndarray] = {}
+    for e, enc in ref.encoders.items():
+        arrays[f"{e}.mean"] = enc.mean
+        arrays[f"{e}.components"] = enc.components
+        arrays[f"{e}.centres"] = enc.centres
+    enc_meta = {
+        "format": ENCODER_FORMAT,
+        "version": VERSION,
+        "model_fingerprint": fp,
+        "exits": list(ref.encoders),
+        "dims": {e: enc.dims for e, enc in ref.encoders.items()},
+        **ref.encoder_meta,
+    }
+    epath = directory / ENCODER_FILE
+    with atomic_path(epath) as tmp:
+        save_numpy(arrays, str(tmp), metadata={"engram": json.dumps(enc_meta, sort_keys=True)})
+    return mpath, epath
+
+
+def _read(path: Path, framework: str, expected_format: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not path.exists():
+        raise FormatError("file not found", path=path)
+    try:
+        with safe_open(str(path), framework) as f:
+            raw = (f.metadata() or {}).get("engram")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FormatError(f"not a readable safetensors file ({exc})", path=path) from None
+    if raw is None:
+        raise FormatError("no 'engram' metadata: not an Engram file", path=path, field="metadata")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"metadata is not JSON ({exc.msg})", path=path, field="metadata") from None
+    if meta.get("format") != expected_format:
+        raise FormatError(f"expected format {expected_format!r}, found {meta.get('format')!r}", path=path, field="format")
+    if meta.get("version") != VERSION:
+        raise FormatError(f"unsupported version {meta.get('version')!r} (this Engram reads {VERSION})", path=path, field="version")
+    return meta, tensors
+
+
+def load_model(path: Path) -> tuple[BlockwiseModel, dict[str, Any]]:
+    path = Path(path)
+    meta, tensors = _read(path, "pt", MODEL_FORMAT)
+    try:
+        arch = RefNetConfig.from_json(meta["arch"])
+        model = refnet(arch)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"invalid architecture description ({exc})", path=path, field="arch") from None
+    missing = sorted(set(model.state_dict()) - set(tensors))
+    extra = sorted(set(tensors) - set(model.state_dict()))
+    if missing or extra:
+        raise FormatError(f"weights do not match the architecture (missing {missing[:3]}, unexpected {extra[:3]})", path=path, field="tensors")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise FormatError(f"weights do not match the architecture ({first})", path=path, field="tensors") from None
+    model.eval()
+    fp = model.fingerprint()
+    if meta.get("fingerprint") and meta["fingerprint"] != fp:
+        raise FormatError("weights are damaged: their hash differs from the one recorded when saved", path=path, field="fingerprint")
+    return model, meta
+
+
+def load_encoders(path: Path, model: BlockwiseModel) -> tuple[dict[str, SemanticEncoder], dict[str, Any]]:
+    path = Path(path)
+    meta, arrays = _read(path, "numpy", ENCODER_FORMAT)
+    if meta.get("model_fingerprint") != model.fingerprint():
+        raise MismatchError("encoders were fitted for another model (fingerprint differs)", path=path, field="model_fingerprint")
+    encoders = {}
+    for e in meta.get("exits", []):
+        try:
+            mean, comp, centres = arrays[f"{e}.mean"], arrays[f"{e}.components"], arrays[f"{e}.centres"]
+        except KeyError as exc:
+            raise FormatError(f"missing tensor {exc.args[0]}", path=path, field=e) from None
+        if comp.ndim != 2 or mean.shape != (comp.shape[1],) or centres.shape != (model.num_classes, comp.shape[0]):
+            raise FormatError("inconsistent tensor shapes", path=path, field=e)
+        encoders[e] = SemanticEncoder(e, mean, comp, centres)
+    if list(encoders) != list(model.exit_points):
+        raise MismatchError(f"encoders cover exits {list(encoders)}, the model has {list(model.exit_points)}", path=path, field="exits")
+    return encoders, meta
+
+
+def load_reference(directory: Path | None = None) -> ReferenceModel:
+    """Load the trained reference CNN and its encoders (default: the copy shipped with Engram)."""
+    directory = Path(directory) if directory is not None else DATA_DIR
+    model, meta = load_model(directory / MODEL_FILE)
+    encoders, enc_meta = load_encoders(directory / ENCODER_FILE, model)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version", "arch", "fingerprint")}
+    enc_meta = {k: v for k, v in enc_meta.items() if k not in ("format", "version", "model_fingerprint", "exits", "dims")}
+    return ReferenceModel(model, encoders, meta, enc_meta)
