@@ -11,16 +11,19 @@ import torch
 from conftest import run_cli
 from engram.errors import FormatError, MismatchError
 from kernels.reference.evaluate import evaluate
-from kernels.reference.store import DATA_DIR, ENCODER_FILE, MODEL_FILE, load_reference, save_reference
+from kernels.reference.store import DATA_DIR, ENCODER_FILE, HEADS_FILE, MODEL_FILE, load_reference, save_reference
 
 
 def test_weights_are_safetensors_not_pickle():
-    for name in (MODEL_FILE, ENCODER_FILE):
+    for name in (MODEL_FILE, ENCODER_FILE, HEADS_FILE):
         raw = (DATA_DIR / name).read_bytes()
+        # safetensors: an 8-byte little-endian header length, then a JSON header, then raw tensor bytes
+        # (torch.save would start with a zip "PK" signature, a bare pickle with 0x80 PROTO).
         header_len = int.from_bytes(raw[:8], "little")
+        assert raw[8:9] == b"{" and not raw.startswith(b"PK")
         header = json.loads(raw[8 : 8 + header_len])
         assert "__metadata__" in header
-        assert not raw.startswith(b"\x80")  # a pickle stream starts with PROTO
+        assert all(v["data_offsets"][1] <= len(raw) - 8 - header_len for k, v in header.items() if k != "__metadata__")
     assert (DATA_DIR / MODEL_FILE).stat().st_size < 5_000_000
 
 
@@ -55,22 +58,42 @@ def test_save_load_round_trip(reference_model, tmp_path):
     assert again.fingerprint == reference_model.fingerprint
 
 
-def test_encoders_for_other_weights_are_refused(reference_model, tmp_path):
-    shutil.copy(DATA_DIR / ENCODER_FILE, tmp_path / ENCODER_FILE)
+def test_encoders_and_heads_for_other_weights_are_refused(tmp_path):
     other = load_reference()
     with torch.no_grad():
         next(other.model.parameters()).add_(0.01)
-    other.encoders = {}
-    save_reference(other, tmp_path / "other")
-    shutil.copy(DATA_DIR / ENCODER_FILE, tmp_path / "other" / ENCODER_FILE)
+    save_reference(other, tmp_path)  # consistent set for the changed weights
+    shutil.copy(DATA_DIR / ENCODER_FILE, tmp_path / ENCODER_FILE)  # encoders of the shipped weights
     with pytest.raises(MismatchError, match="another model"):
-        load_reference(tmp_path / "other")
+        load_reference(tmp_path)
+    save_reference(other, tmp_path)
+    shutil.copy(DATA_DIR / HEADS_FILE, tmp_path / HEADS_FILE)
+    with pytest.raises(MismatchError, match="another model"):
+        load_reference(tmp_path)
+    save_reference(other, tmp_path)
+    assert load_reference(tmp_path).fingerprint == other.fingerprint
+
+
+def test_exit_heads_are_better_deeper(reference_model):
+    from kernels.procedural import render_images
+    from kernels.reference.encoders import pooled_exit_features
+
+    x, y = render_images(77, 600)
+    _, pooled = pooled_exit_features(reference_model.model, x)
+    accs, entropies = [], []
+    for e in reference_model.model.exit_points:
+        pred, ent = reference_model.heads[e].predict(pooled[e])
+        accs.append(float((pred == y).mean()))
+        entropies.append(float(ent.mean()))
+    assert accs[-1] > 0.8 and accs[0] < 0.5 * accs[-1]
+    assert entropies[0] > entropies[-1]  # shallow heads are unsure, and say so
 
 
 def test_truncated_weights_are_refused(tmp_path):
     raw = (DATA_DIR / MODEL_FILE).read_bytes()
     (tmp_path / MODEL_FILE).write_bytes(raw[: len(raw) // 2])
     shutil.copy(DATA_DIR / ENCODER_FILE, tmp_path / ENCODER_FILE)
+    shutil.copy(DATA_DIR / HEADS_FILE, tmp_path / HEADS_FILE)
     with pytest.raises(FormatError, match=MODEL_FILE):
         load_reference(tmp_path)
 
@@ -80,6 +103,7 @@ def test_tampered_weights_are_refused(tmp_path):
     raw[-5] ^= 0x40  # flip a bit inside the last tensor
     (tmp_path / MODEL_FILE).write_bytes(bytes(raw))
     shutil.copy(DATA_DIR / ENCODER_FILE, tmp_path / ENCODER_FILE)
+    shutil.copy(DATA_DIR / HEADS_FILE, tmp_path / HEADS_FILE)
     with pytest.raises(FormatError, match="damaged"):
         load_reference(tmp_path)
 

@@ -13,8 +13,10 @@ import numpy as np
 
 from kernels.procedural.catalogue import CATALOGUE, COLOURS
 
-# Nuisance strength the reference CNN is trained and evaluated at (1.0 = the full ranges below).
-DEFAULT_STRENGTH = 0.5
+# Nuisance strength the reference CNN is trained and evaluated at: the full ranges below. At half strength
+# the reference CNN reached 99.7% and every cache looked good; at full strength it stays above 97% while
+# the shallow exits become realistically weak.
+DEFAULT_STRENGTH = 1.0
 
 _HUES = np.array(list(COLOURS.values()), dtype=np.float64)
 

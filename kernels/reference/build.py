@@ -9,7 +9,8 @@ from typing import Callable
 import torch
 
 from kernels.procedural import render_images
-from kernels.reference.encoders import fit_encoders
+from kernels.reference.encoders import fit_encoder, pooled_exit_features
+from kernels.reference.heads import fit_heads
 from kernels.reference.evaluate import evaluate
 from kernels.reference.store import ReferenceModel, save_reference
 from kernels.reference.train import TrainConfig, train
@@ -46,11 +47,13 @@ def build_reference(
     say(f"trained {cfg.train.steps} steps in {log['seconds']:.0f} s")
     torch.set_num_threads(cfg.train.threads)
     images, labels = render_images(CALIBRATION_SEED, cfg.calibration_images, cfg.arch.input_size, strength=cfg.train.strength)
-    encoders = fit_encoders(model, images, labels, cfg.dims)
+    _, pooled = pooled_exit_features(model, images)
+    encoders = {e: fit_encoder(e, pooled[e], labels, cfg.dims, model.num_classes) for e in model.exit_points}
+    heads = fit_heads(pooled, labels, model.num_classes)
     meta = {"train": asdict(cfg.train), "train_log": log}
     enc_meta = {"calibration": {"seed": CALIBRATION_SEED, "images": cfg.calibration_images, "strength": cfg.train.strength},
                 "projection": "global average pooling, centred PCA, L2 normalisation"}
-    ref = ReferenceModel(model, encoders, meta, enc_meta)
+    ref = ReferenceModel(model, encoders, heads, meta, enc_meta)
     result = evaluate(ref, cfg.eval_images, BUILD_EVAL_SEED, cfg.train.strength)
     ref.meta["evaluation"] = {k: result[k] for k in ("images", "seed", "strength", "top1", "exit_accuracy")}
     save_reference(ref, out_dir)

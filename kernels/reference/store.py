@@ -3,7 +3,8 @@
 ``refnet.safetensors`` holds the state dict; its metadata carries the architecture, the training
 settings and the measured accuracy. ``encoders.safetensors`` holds, per exit point, the PCA mean and
 components and the class centres; its metadata names the model fingerprint it was fitted for, so an
-encoder file can never be paired with other weights by mistake.
+encoder file can never be paired with other weights by mistake. ``heads.safetensors`` holds the
+BranchyNet-style linear head of each exit point, bound to the model the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from engram.errors import FormatError, MismatchError
 from engram.fileio import atomic_path
 from kernels.blockwise import BlockwiseModel
 from kernels.reference.encoders import SemanticEncoder
+from kernels.reference.heads import ExitHead
 from kernels.zoo.refnet import RefNetConfig, refnet
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_FILE = "refnet.safetensors"
 ENCODER_FILE = "encoders.safetensors"
+HEADS_FILE = "heads.safetensors"
 MODEL_FORMAT = "engram.refnet"
 ENCODER_FORMAT = "engram.semantic-encoders"
+HEADS_FORMAT = "engram.exit-heads"
 VERSION = 1
 
 
@@ -37,6 +41,7 @@ VERSION = 1
 class ReferenceModel:
     model: BlockwiseModel
     encoders: dict[str, SemanticEncoder]
+    heads: dict[str, ExitHead]
     meta: dict[str, Any] = field(default_factory=dict)  # training settings and recorded metrics
     encoder_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -45,7 +50,7 @@ class ReferenceModel:
         return self.model.fingerprint()
 
 
-def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path]:
+def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Path]:
     directory = Path(directory)
     fp = ref.model.fingerprint()
     arch = RefNetConfig.from_json({k: v for k, v in ref.model.architecture.items() if k != "kind"})
@@ -71,7 +76,17 @@ def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path]:
     epath = directory / ENCODER_FILE
     with atomic_path(epath) as tmp:
         save_numpy(arrays, str(tmp), metadata={"engram": json.dumps(enc_meta, sort_keys=True)})
-    return mpath, epath
+
+    head_arrays: dict[str, np.ndarray] = {}
+    for e, h in ref.heads.items():
+        head_arrays[f"{e}.weight"] = h.weight
+        head_arrays[f"{e}.bias"] = h.bias
+    head_meta = {"format": HEADS_FORMAT, "version": VERSION, "model_fingerprint": fp, "exits": list(ref.heads),
+                 "kind": "linear classifier on globally average-pooled exit features (logistic regression)"}
+    hpath = directory / HEADS_FILE
+    with atomic_path(hpath) as tmp:
+        save_numpy(head_arrays, str(tmp), metadata={"engram": json.dumps(head_meta, sort_keys=True)})
+    return mpath, epath, hpath
 
 
 def _read(path: Path, framework: str, expected_format: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -139,11 +154,31 @@ def load_encoders(path: Path, model: BlockwiseModel) -> tuple[dict[str, Semantic
     return encoders, meta
 
 
+def load_heads(path: Path, model: BlockwiseModel) -> dict[str, ExitHead]:
+    path = Path(path)
+    meta, arrays = _read(path, "numpy", HEADS_FORMAT)
+    if meta.get("model_fingerprint") != model.fingerprint():
+        raise MismatchError("exit heads were fitted for another model (fingerprint differs)", path=path, field="model_fingerprint")
+    heads = {}
+    for e in meta.get("exits", []):
+        try:
+            w, b = arrays[f"{e}.weight"], arrays[f"{e}.bias"]
+        except KeyError as exc:
+            raise FormatError(f"missing tensor {exc.args[0]}", path=path, field=e) from None
+        if w.ndim != 2 or w.shape[0] != model.num_classes or b.shape != (model.num_classes,):
+            raise FormatError("inconsistent tensor shapes", path=path, field=e)
+        heads[e] = ExitHead(e, w, b)
+    if list(heads) != list(model.exit_points):
+        raise MismatchError(f"heads cover exits {list(heads)}, the model has {list(model.exit_points)}", path=path, field="exits")
+    return heads
+
+
 def load_reference(directory: Path | None = None) -> ReferenceModel:
     """Load the trained reference CNN and its encoders (default: the copy shipped with Engram)."""
     directory = Path(directory) if directory is not None else DATA_DIR
     model, meta = load_model(directory / MODEL_FILE)
     encoders, enc_meta = load_encoders(directory / ENCODER_FILE, model)
+    heads = load_heads(directory / HEADS_FILE, model)
     meta = {k: v for k, v in meta.items() if k not in ("format", "version", "arch", "fingerprint")}
     enc_meta = {k: v for k, v in enc_meta.items() if k not in ("format", "version", "model_fingerprint", "exits", "dims")}
-    return ReferenceModel(model, encoders, meta, enc_meta)
+    return ReferenceModel(model, encoders, heads, meta, enc_meta)
