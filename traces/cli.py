@@ -248,3 +248,81 @@ def stats_cmd(file, as_json, html_out, window_s) -> None:
         if html_out is not None:
             click.echo(f"wrote {html_out}")
 
+
+
+@trace.command("record")
+@click.option("--trace", "labels_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Label trace to follow (Parquet, either level; its labels are used).")
+@click.option("--model", "model", default="reference", show_default=True,
+              help="'reference' (the shipped reference CNN) or a directory holding refnet.safetensors, "
+                   "encoders.safetensors and heads.safetensors (as `reference train --out` writes).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Recorded trace to write.")
+@click.option("--mapping", default="rank", show_default=True,
+              help="'rank' (trace classes by frequency rank onto a seeded permutation of the model's classes) "
+                   "or a JSON file {trace class: model class} (names or ids).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the rendered appearance and motion (and of the rank mapping's permutation).")
+@click.option("--strength", type=click.FloatRange(0.0, 1.5), default=None,
+              help="Nuisance strength (default: the one the model was trained at).")
+@click.option("--videos", default=None, help="Comma-separated video ids to keep (default: all).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Keep only the first N frames.")
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="Frames rendered per batch.")
+def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_frames, batch) -> None:
+    """Render a video that follows a label trace and record what the model computes on every frame.
+
+    Per frame: the semantic vector at every exit point, each exit head's top-1 and entropy, the full
+    model's prediction and the share of the frame that changed. The output is a recorded trace
+    (traces/FORMAT.md) bound to the model's fingerprint.
+    """
+    import sys
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from engram.errors import EngramError
+    from kernels.procedural import CATALOGUE
+    from kernels.reference.store import load_reference
+    from traces.format import RecordedTrace, read_trace, write_trace
+    from traces.mapping import file_mapping, frequency_rank_mapping
+    from traces.record import RecordSettings, record
+
+    torch.set_num_threads(2)
+    whole = read_trace(labels_path)
+    labels = whole.labels if isinstance(whole, RecordedTrace) else whole
+    if videos:
+        wanted = [v.strip() for v in videos.split(",") if v.strip()]
+        unknown = [v for v in wanted if v not in labels.video_names]
+        if unknown:
+            raise EngramError(f"no video {unknown[0]!r} in the trace", path=labels_path, field="video")
+        codes = [labels.video_names.index(v) for v in wanted]
+        labels = labels.select_rows(np.flatnonzero(np.isin(labels.video, codes)))
+    if max_frames is not None and max_frames < len(labels):
+        labels = labels.select_rows(np.arange(max_frames))
+    if len(labels) == 0:
+        raise EngramError("no frames to record", path=labels_path)
+    if model == "reference":
+        ref = load_reference()
+    else:
+        path = Path(model)
+        if not path.is_dir():
+            raise EngramError(f"--model: expected 'reference' or a model directory, got {model!r}")
+        ref = load_reference(path)
+    names = CATALOGUE.names()
+    if mapping == "rank":
+        cmap = frequency_rank_mapping(labels, names, seed)
+    else:
+        cmap = file_mapping(Path(mapping), labels, names)
+    bar = tqdm(total=len(labels), desc="recording", unit="frame", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    try:
+        rec = record(labels, ref, cmap, RecordSettings(seed=seed, strength=strength, batch=batch), progress)
+    finally:
+        bar.close()
+    write_trace(rec, out)
+    acc = float(np.mean(rec.prediction == rec.true_class))
+    click.echo(f"wrote {out}: {len(rec):,} frames of {len(rec.labels.video_names)} videos, "
+               f"{len(np.unique(rec.true_class))} model classes, full-model accuracy {acc:.1%}")
