@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from engram.errors import EngramError
 
 DEFAULT_EVAL_IMAGES = 2000
 DEFAULT_EVAL_SEED = 2026

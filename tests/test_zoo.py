@@ -5,7 +5,7 @@ from torch import nn
 from engram.errors import EngramError
 from kernels.blockwise import BlockwiseModel, example_input
 from kernels.summary import block_costs
-from kernels.zoo import build_model, list_models
+from kernels.zoo import build_model
 from kernels.zoo.refnet import block_input_sizes, nnmeter_key, RefNetConfig
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from kernels.procedural import DEFAULT_STRENGTH, render_images
 from kernels.reference.encoders import pooled_exit_features

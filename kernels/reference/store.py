@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
@@ -50,6 +49,14 @@ class ReferenceModel:
         return self.model.fingerprint()
 
 
+def _save_exit_arrays(path: Path, arrays: dict[str, np.ndarray], fmt: str, fp: dict[str, str], meta: dict[str, Any]) -> Path:
+    """Per-exit arrays bound to a model fingerprint (encoders, heads)."""
+    full = {"format": fmt, "version": VERSION, "model_fingerprint": fp, **meta}
+    with atomic_path(path) as tmp:
+        save_numpy(arrays, str(tmp), metadata={"engram": json.dumps(full, sort_keys=True)})
+    return path
+
+
 def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Path]:
     directory = Path(directory)
     fp = ref.model.fingerprint()
@@ -65,27 +72,15 @@ def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Pa
         arrays[f"{e}.mean"] = enc.mean
         arrays[f"{e}.components"] = enc.components
         arrays[f"{e}.centres"] = enc.centres
-    enc_meta = {
-        "format": ENCODER_FORMAT,
-        "version": VERSION,
-        "model_fingerprint": fp,
-        "exits": list(ref.encoders),
-        "dims": {e: enc.dims for e, enc in ref.encoders.items()},
-        **ref.encoder_meta,
-    }
-    epath = directory / ENCODER_FILE
-    with atomic_path(epath) as tmp:
-        save_numpy(arrays, str(tmp), metadata={"engram": json.dumps(enc_meta, sort_keys=True)})
+    enc_meta = {"exits": list(ref.encoders), "dims": {e: enc.dims for e, enc in ref.encoders.items()}, **ref.encoder_meta}
+    epath = _save_exit_arrays(directory / ENCODER_FILE, arrays, ENCODER_FORMAT, fp, enc_meta)
 
     head_arrays: dict[str, np.ndarray] = {}
     for e, h in ref.heads.items():
         head_arrays[f"{e}.weight"] = h.weight
         head_arrays[f"{e}.bias"] = h.bias
-    head_meta = {"format": HEADS_FORMAT, "version": VERSION, "model_fingerprint": fp, "exits": list(ref.heads),
-                 "kind": "linear classifier on globally average-pooled exit features (logistic regression)"}
-    hpath = directory / HEADS_FILE
-    with atomic_path(hpath) as tmp:
-        save_numpy(head_arrays, str(tmp), metadata={"engram": json.dumps(head_meta, sort_keys=True)})
+    head_meta = {"exits": list(ref.heads), "kind": "linear classifier on globally average-pooled exit features (logistic regression)"}
+    hpath = _save_exit_arrays(directory / HEADS_FILE, head_arrays, HEADS_FORMAT, fp, head_meta)
     return mpath, epath, hpath
 
 

@@ -14,13 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engram.errors import EngramError
-from engram.fileio import atomic_path, write_json_atomic
+from engram.fileio import atomic_path
 from kernels.blockwise import BlockwiseModel
 from kernels.procedural import DEFAULT_STRENGTH, render_images
 from kernels.zoo.refnet import RefNetConfig, refnet

@@ -7,7 +7,7 @@ latencies for them are measurements, not predictions. :func:`nnmeter_key` gives 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from torch import nn
 

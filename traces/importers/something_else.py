@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 from engram.errors import FormatError
-from traces.format import LabelTrace, TraceMeta
-from traces.importers.boxjson import label_box
+from traces.format import LabelTrace
+from traces.importers.boxjson import import_box_files, label_box
 from traces.importers.common import (
-    RULE_LARGEST_BOX, Box, ImportOptions, Where, boxes_to_trace, describe_sources, filter_videos, make_policy,
-    read_json,
+    Box, ImportOptions, Where, read_json,
 )
 
 SOURCE_FPS = 12.0
@@ -71,25 +70,5 @@ def parse_file(path: Path) -> list[Box]:
 
 
 def import_files(paths: Sequence[Path], options: ImportOptions) -> LabelTrace:
-    boxes: list[Box] = []
-    seen: dict[str, Path] = {}
-    for p in paths:
-        file_boxes = parse_file(p)
-        for v in dict.fromkeys(b.video for b in file_boxes):
-            if v in seen:
-                raise Where(p).error(f"video {v!r} also appears in {seen[v]}; import them separately")
-            seen[v] = p
-        boxes.extend(file_boxes)
-    boxes = filter_videos(boxes, options.videos, "boxes")
-    source_fps = options.source_fps or SOURCE_FPS
-    meta = TraceMeta(
-        source=options.source or f"Something-Else boxes ({describe_sources(list(paths))})",
-        license=options.license or LICENSE,
-        attribution=options.attribution or ATTRIBUTION,
-        fps=options.fps or source_fps,
-        class_names=("placeholder",),
-        primary_rule=RULE_LARGEST_BOX,
-        provenance={"tool": "engram trace import", "format": "something-else", "source_fps": source_fps,
-                    "fps": options.fps or source_fps, "inputs": [p.name for p in paths]},
-    )
-    return boxes_to_trace(boxes, meta, make_policy(options, None, DEFAULT_IGNORE), source_fps, options.fps)
+    return import_box_files(paths, options, parse_file, format_name="something-else", describe="Something-Else boxes", source_fps=SOURCE_FPS,
+                            license=LICENSE, attribution=ATTRIBUTION, default_ignore=DEFAULT_IGNORE)
