@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engram.errors import FormatError
 from traces.format import (
-    METADATA_KEY, LabelTrace, ModelInfo, PrimaryRule, RecordedTrace, TraceMeta, check_metadata, from_table, iter_rows,
+    INPUT_DESC_DIMS, METADATA_KEY, LabelTrace, ModelInfo, PrimaryRule, RecordedTrace, TraceMeta, check_metadata, from_table, iter_rows,
     read_label_trace, read_metadata, read_recorded_trace, read_trace, to_table, validate, write_trace,
 )
 
@@ -53,6 +53,7 @@ def small_recorded(seed=0) -> RecordedTrace:
         head_pred={"b1": rng.integers(0, 3, n), "b2": rng.integers(0, 3, n)},
         head_entropy={"b1": rng.uniform(0, np.log(3), n), "b2": rng.uniform(0, np.log(3), n)},
         frame_diff=[1.0, 0.3, 0.0, 1.0, 0.5],
+        input_desc=unit_rows(rng, n, INPUT_DESC_DIMS),
     )
 
 
@@ -90,7 +91,7 @@ def test_recorded_trace_round_trip(tmp_path):
     types = {f.name: f.type for f in pq.read_schema(path)}
     assert types["vec_b2"] == pa.list_(pa.float16(), 8)
     assert types["head_entropy_b1"] == pa.float32()
-    assert list(types)[-1] == "frame_diff"
+    assert list(types)[-2:] == ["frame_diff", "input_desc"]
     # A recorded trace's labels read as a label trace; a label trace is refused where a recording is needed.
     assert len(read_label_trace(path)) == 5
     write_trace(small_labels(), tmp_path / "labels.parquet")
@@ -213,7 +214,7 @@ def test_write_refuses_an_invalid_trace_and_leaves_nothing(tmp_path):
 
 def rerecord(t: RecordedTrace, **changes) -> RecordedTrace:
     fields = dict(labels=t.labels, model=t.model, true_class=t.true_class, prediction=t.prediction, vectors=t.vectors,
-                  head_pred=t.head_pred, head_entropy=t.head_entropy, frame_diff=t.frame_diff)
+                  head_pred=t.head_pred, head_entropy=t.head_entropy, frame_diff=t.frame_diff, input_desc=t.input_desc)
     fields.update(changes)
     return RecordedTrace(**fields)
 
@@ -234,6 +235,8 @@ def test_recorded_rule_breaches_are_named():
         (dict(head_entropy={"b1": np.full(n, 2.0), "b2": t.head_entropy["b2"]}), "head_entropy_b1", "outside [0, ln(3)]"),
         (dict(frame_diff=[0.9, 0.3, 0.0, 1.0, 0.5]), "frame_diff", "first frame"),
         (dict(frame_diff=[1.0, 1.3, 0.0, 1.0, 0.5]), "frame_diff", "outside [0, 1]"),
+        (dict(input_desc=np.full((n, INPUT_DESC_DIMS), 0.5)), "input_desc", "neither unit-norm nor zero"),
+        (dict(input_desc=np.zeros((n, 3))), "input_desc", "expected (5, 48)"),
         (dict(model=model_info(dims=(4,))), "model/semantic_dims", "1 semantic_dims for 2 exit points"),
     ]
     for changes, field, needle in cases:
@@ -255,7 +258,7 @@ def test_class_mapping_must_cover_every_primary_class():
     ok = RecordedTrace(labels, model, true_class=[0, 0], prediction=[0, 0],
                        vectors={"b1": unit_rows(rng, 2, 4), "b2": unit_rows(rng, 2, 8)},
                        head_pred={"b1": [0, 0], "b2": [0, 0]}, head_entropy={"b1": [0, 0], "b2": [0, 0]},
-                       frame_diff=[1, 0])
+                       frame_diff=[1, 0], input_desc=np.zeros((2, INPUT_DESC_DIMS)))
     validate(ok)
 
 

@@ -152,3 +152,17 @@ def test_shipped_recorded_trace_belongs_to_the_shipped_model(reference_model):
     assert len(rec) > 5000 and len(rec.labels.video_names) >= 20
     assert 0.9 < float(np.mean(rec.prediction == rec.true_class)) < 1.0
     assert path.stat().st_size < 5_000_000
+
+
+def test_input_descriptor():
+    from traces.record import describe_input
+
+    rng = np.random.default_rng(0)
+    imgs = rng.random((3, 3, 64, 64)).astype(np.float32)
+    imgs[2] = 0.4  # a flat frame has no direction
+    d = describe_input(imgs)
+    assert d.shape == (3, 48)
+    assert np.allclose(np.linalg.norm(d[:2], axis=1), 1.0, atol=1e-5) and np.all(d[2] == 0)
+    # Brightness shifts do not change it (centred); a different picture does.
+    assert np.allclose(describe_input(imgs[:1] + 0.1), d[:1], atol=1e-5)
+    assert float(d[0] @ d[1]) < 0.9

@@ -258,8 +258,8 @@ def stats_cmd(file, as_json, html_out, window_s) -> None:
                    "encoders.safetensors and heads.safetensors (as `reference train --out` writes).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Recorded trace to write.")
 @click.option("--mapping", default="rank", show_default=True,
-              help="'rank' (trace classes by frequency rank onto a seeded permutation of the model's classes) "
-                   "or a JSON file {trace class: model class} (names or ids).")
+              help="'rank' (trace classes by frequency rank, over the whole label trace, onto a seeded permutation "
+                   "of the model's classes) or a JSON file {trace class: model class} (names or ids).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the rendered appearance and motion (and of the rank mapping's permutation).")
 @click.option("--strength", type=click.FloatRange(0.0, 1.5), default=None,
@@ -290,6 +290,13 @@ def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_fra
     torch.set_num_threads(2)
     whole = read_trace(labels_path)
     labels = whole.labels if isinstance(whole, RecordedTrace) else whole
+    names = CATALOGUE.names()
+    # The mapping is a property of the whole label trace, so that recordings of different parts of it (a test
+    # part and a calibration part, say) map each trace class to the same model class.
+    if mapping == "rank":
+        cmap = frequency_rank_mapping(labels, names, seed)
+    else:
+        cmap = file_mapping(Path(mapping), labels, names)
     if videos:
         wanted = [v.strip() for v in videos.split(",") if v.strip()]
         unknown = [v for v in wanted if v not in labels.video_names]
@@ -308,11 +315,6 @@ def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_fra
         if not path.is_dir():
             raise EngramError(f"--model: expected 'reference' or a model directory, got {model!r}")
         ref = load_reference(path)
-    names = CATALOGUE.names()
-    if mapping == "rank":
-        cmap = frequency_rank_mapping(labels, names, seed)
-    else:
-        cmap = file_mapping(Path(mapping), labels, names)
     bar = tqdm(total=len(labels), desc="recording", unit="frame", dynamic_ncols=True, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:

@@ -39,6 +39,9 @@ EXIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # float16 keeps ~3 significant digits, so a unit vector stored in it has a norm within a few 1e-3 of 1.
 UNIT_NORM_TOLERANCE = 2e-2
+# The cheap input descriptor of a recorded frame (FoggyCache-style input-level reuse): the frame averaged
+# down to 4x4 RGB, centred and L2-normalised.
+INPUT_DESC_DIMS = 48
 # Entropy is at most ln(classes); a little slack for float32 rounding in the producer.
 ENTROPY_SLACK = 1e-3
 
@@ -302,7 +305,9 @@ class RecordedTrace:
     point ``e``; ``head_pred[e]`` / ``head_entropy[e]`` are the top-1 class and softmax entropy (nats) of the
     cheap classifier head at that exit; ``prediction`` is the full model's top-1; ``true_class`` is the ground
     truth in the model's class space (``model.class_mapping[label]``); ``frame_diff`` is the share of the frame
-    that changed since the previous frame of the same video (1.0 on a video's first frame).
+    that changed since the previous frame of the same video (1.0 on a video's first frame); ``input_desc`` is a
+    cheap descriptor of the input frame, computed without the model (``INPUT_DESC_DIMS`` values, unit norm,
+    or all zero for a flat frame).
     """
 
     labels: LabelTrace
@@ -313,11 +318,13 @@ class RecordedTrace:
     head_pred: Mapping[str, np.ndarray]  # exit -> int32 (n,)
     head_entropy: Mapping[str, np.ndarray]  # exit -> float32 (n,)
     frame_diff: np.ndarray  # float32 (n,)
+    input_desc: np.ndarray  # float16 (n, INPUT_DESC_DIMS)
 
     level = "recorded"
 
     def __post_init__(self) -> None:
-        for name, dtype in (("true_class", np.int32), ("prediction", np.int32), ("frame_diff", np.float32)):
+        for name, dtype in (("true_class", np.int32), ("prediction", np.int32), ("frame_diff", np.float32),
+                            ("input_desc", np.float16)):
             object.__setattr__(self, name, _frozen(_as_dtype(getattr(self, name), dtype, name)))
         for name, dtype in (("vectors", np.float16), ("head_pred", np.int32), ("head_entropy", np.float32)):
             src = getattr(self, name)
@@ -519,6 +526,19 @@ def validate_recorded(trace: RecordedTrace, *, path: str | PathLike[str] | None 
         row = int(np.flatnonzero(bad)[0])
         _fail(f"must be 1.0 on a video's first frame, got {float(fd[row])} at {_where(labels, row)}", path, "frame_diff")
 
+    desc = trace.input_desc
+    if desc.shape != (n, INPUT_DESC_DIMS):
+        _fail(f"has shape {desc.shape}, expected ({n}, {INPUT_DESC_DIMS})", path, "input_desc")
+    d32 = desc.astype(np.float32)
+    finite = np.all(np.isfinite(d32), axis=1)
+    if not np.all(finite):
+        _fail(f"non-finite value at {_where(labels, int(np.flatnonzero(~finite)[0]))}", path, "input_desc")
+    norm = np.sqrt(np.einsum("ij,ij->i", d32, d32))
+    bad = (np.abs(norm - 1.0) > UNIT_NORM_TOLERANCE) & (norm > UNIT_NORM_TOLERANCE)
+    if np.any(bad):
+        row = int(np.flatnonzero(bad)[0])
+        _fail(f"descriptor neither unit-norm nor zero (norm {norm[row]:.4f}) at {_where(labels, row)}", path, "input_desc")
+
 
 def _check_class_ids(a: np.ndarray, m: int, labels: LabelTrace, path: Any, column: str) -> None:
     if a.shape != (len(labels),):
@@ -569,6 +589,8 @@ def to_table(trace: Trace) -> pa.Table:
             cols[f"head_pred_{e}"] = pa.array(trace.head_pred[e], pa.int32())
             cols[f"head_entropy_{e}"] = pa.array(trace.head_entropy[e], pa.float32())
         cols["frame_diff"] = pa.array(trace.frame_diff, pa.float32())
+        desc = np.ascontiguousarray(trace.input_desc, dtype=np.float16)
+        cols["input_desc"] = pa.FixedSizeListArray.from_arrays(pa.array(desc.reshape(-1), pa.float16()), INPUT_DESC_DIMS)
     meta_json = meta_to_json(labels.meta, trace.level, model)
     table = pa.table(cols)
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta_json, separators=(",", ":")).encode("utf-8")})
@@ -591,6 +613,7 @@ def expected_types(model: ModelInfo | None) -> dict[str, pa.DataType]:
             types[f"head_pred_{e}"] = pa.int32()
             types[f"head_entropy_{e}"] = pa.float32()
         types["frame_diff"] = pa.float32()
+        types["input_desc"] = pa.list_(pa.float16(), INPUT_DESC_DIMS)
     return types
 
 
@@ -612,6 +635,12 @@ def _column(table: pa.Table, name: str) -> pa.Array:
     if arr.null_count:
         raise FormatError(f"{arr.null_count} missing (null) values", field=name)
     return arr
+
+
+def _fixed_rows(col: pa.Array, n: int, d: int, name: str) -> np.ndarray:
+    if col.values.null_count:
+        raise FormatError("null value inside a vector", field=name)
+    return np.asarray(col.flatten(), dtype=np.float16).reshape(n, d)
 
 
 def from_table(table: pa.Table, *, path: str | PathLike[str] | None = None) -> Trace:
@@ -675,10 +704,7 @@ def from_table(table: pa.Table, *, path: str | PathLike[str] | None = None) -> T
         n = len(labels)
         vectors, head_pred, head_entropy = {}, {}, {}
         for e, d in zip(model.exit_points, model.semantic_dims):
-            vec = _column(table, f"vec_{e}")
-            if vec.values.null_count:
-                raise FormatError("null value inside a vector", field=f"vec_{e}")
-            vectors[e] = np.asarray(vec.flatten(), dtype=np.float16).reshape(n, d)
+            vectors[e] = _fixed_rows(_column(table, f"vec_{e}"), n, d, f"vec_{e}")
             head_pred[e] = _column(table, f"head_pred_{e}").to_numpy()
             head_entropy[e] = _column(table, f"head_entropy_{e}").to_numpy()
         trace = RecordedTrace(
@@ -690,6 +716,7 @@ def from_table(table: pa.Table, *, path: str | PathLike[str] | None = None) -> T
             head_pred=head_pred,
             head_entropy=head_entropy,
             frame_diff=_column(table, "frame_diff").to_numpy(),
+            input_desc=_fixed_rows(_column(table, "input_desc"), n, INPUT_DESC_DIMS, "input_desc"),
         )
     except FormatError as exc:
         if exc.path is None and path is not None:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from traces.format import LabelTrace, ModelInfo, RecordedTrace, TraceMeta
+from traces.format import INPUT_DESC_DIMS, LabelTrace, ModelInfo, RecordedTrace, TraceMeta
 from traces.mapping import ClassMapping
 
 
@@ -57,6 +57,17 @@ def tile_change(prev: np.ndarray, cur: np.ndarray, tile: int, threshold: float) 
     return (d > threshold).mean(axis=(1, 2)).astype(np.float32)
 
 
+def describe_input(images: np.ndarray) -> np.ndarray:
+    """FoggyCache-style cheap input descriptor: 4x4 RGB thumbnail, centred, L2-normalised (zero if flat)."""
+    n, c, h, w = images.shape
+    thumb = images[:, :, : h // 4 * 4, : w // 4 * 4].reshape(n, c, 4, h // 4, 4, w // 4).mean(axis=(3, 5)).reshape(n, -1)
+    thumb = thumb - thumb.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(thumb, axis=1, keepdims=True)
+    out = np.where(norm > 1e-6, thumb / np.maximum(norm, 1e-12), 0.0)
+    assert out.shape[1] == INPUT_DESC_DIMS
+    return out.astype(np.float32)
+
+
 def record(
     trace: LabelTrace,
     ref,  # kernels.reference.store.ReferenceModel
@@ -86,6 +97,7 @@ def record(
     head_entropy = {e: np.empty(n, np.float32) for e in exits}
     prediction = np.empty(n, np.int32)
     frame_diff = np.empty(n, np.float32)
+    input_desc = np.empty((n, INPUT_DESC_DIMS), np.float32)
     first_of_video = trace.video_start_mask()
     prev_img: np.ndarray | None = None
     with torch.no_grad():
@@ -103,6 +115,7 @@ def record(
             diff = tile_change(prev, cur, settings.tile, settings.change_threshold)
             diff[first_of_video[start:stop]] = 1.0
             frame_diff[start:stop] = diff
+            input_desc[start:stop] = describe_input(cur)
             prev_img = cur[-1:]
             if progress is not None:
                 progress(stop, n)
@@ -126,6 +139,7 @@ def record(
         "mapping": mapping.describe(),
         "instances": "one per (video, primary class): the same object keeps its look when it comes back",
         "frame_diff": FRAME_DIFF_RULE.format(tile=settings.tile, thr=settings.change_threshold),
+        "input_desc": "frame averaged to 4x4 RGB, centred, L2-normalised",
     }
     meta = TraceMeta(
         source=trace.meta.source,
@@ -145,4 +159,5 @@ def record(
         head_pred=head_pred,
         head_entropy=head_entropy,
         frame_diff=frame_diff,
+        input_desc=input_desc,
     )
