@@ -37,7 +37,7 @@ def test_recorded_vectors_equal_the_model_recomputed(reference_model, recorded):
     t, cmap, rec = recorded
     # Recompute three frames on their own, from scratch.
     rows = np.array([0, 9, 19])
-    params = video_scenes(cmap.mapping[t.label], instance_ids(t), t.time_s, 11, 1.0).take(rows)
+    params = video_scenes(cmap.mapping[t.label], instance_ids(t), t.time_s, 11, 1.0, videos=t.video).take(rows)
     with torch.no_grad():
         logits, pooled = pooled_exit_features(reference_model.model, render(params, 64))
     assert np.array_equal(rec.prediction[rows], logits.argmax(1))
@@ -67,7 +67,9 @@ def test_frame_difference(recorded):
     assert np.all(rec.frame_diff[starts] == 1.0)
     same = np.r_[False, t.label[1:] == t.label[:-1]] & ~starts
     changed = ~same & ~starts
-    assert rec.frame_diff[same].mean() < 0.5 < rec.frame_diff[changed].mean()
+    # The scene (background) is shared within a video, so a new object changes only the tiles it covers.
+    assert rec.frame_diff[same].mean() < 0.1
+    assert rec.frame_diff[changed].mean() > 0.25
 
 
 def test_tile_change_ignores_noise_but_sees_motion():

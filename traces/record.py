@@ -7,7 +7,8 @@ model's prediction, and how much of the frame changed since the previous one.
 
 Object instances: within one video, one trace class is one physical object (the same plate keeps its look
 every time it comes back into view). While in view it drifts, turns and zooms slowly; every frame gets
-fresh sensor noise (see ``kernels.procedural.video``).
+fresh sensor noise. The background and lighting belong to the video: the camera pans slowly across one
+scene (see ``kernels.procedural.video``).
 
 This is the one place where the traces room runs a model; it uses only the kernels room's public API.
 """
@@ -88,7 +89,7 @@ def record(
     if np.any(true_class < 0):
         raise ValueError("mapping leaves primary classes unmapped")  # ClassMapping builders check this first
     instances = instance_ids(trace)
-    params = video_scenes(true_class, instances, trace.time_s, settings.seed, strength)
+    params = video_scenes(true_class, instances, trace.time_s, settings.seed, strength, videos=trace.video)
 
     n = len(trace)
     exits = list(model.exit_points)
