@@ -44,11 +44,13 @@ def _register() -> None:
     # One line per room command; rooms keep their commands next to the code they run.
     from kernels.cli import models, reference
     from kernels.memplan.cli import memplan
+    from profiles.cli import profile
     from traces.cli import trace
 
     cli.add_command(models)
     cli.add_command(reference)
     cli.add_command(memplan)
+    cli.add_command(profile)
     cli.add_command(trace)
 
 

@@ -1,0 +1,99 @@
+"""Profiling through TVM's RPC server (a phone stands in as a loopback server in its own process group)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engram.errors import EngramError
+from kernels.tvm.rpc import parse_device
+
+
+@pytest.mark.parametrize("text,host,port,key", [
+    ("rpc://127.0.0.1:9090", "127.0.0.1", 9090, None),
+    ("rpc://phone.local:9191/android", "phone.local", 9191, "android"),
+    ("rpc://[::1]:9090/", "::1", 9090, None),
+])
+def test_parse_device(text, host, port, key):
+    a = parse_device(text)
+    assert (a.kind, a.host, a.port, a.key) == ("rpc", host, port, key)
+    assert parse_device(a.url) == a
+
+
+@pytest.mark.parametrize("text", ["rpc://host", "rpc://host:99999", "http://h:1", "phone", "rpc://:90", ""])
+def test_parse_device_rejects(text):
+    with pytest.raises(EngramError, match="rpc://HOST:PORT|out of range"):
+        parse_device(text)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_server(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "rpc.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
+                             "--port-end", str(port + 1)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"rpc_server exited: {(tmp_path / 'rpc.log').read_text()[-2000:]}")
+            if "bind to" in (tmp_path / "rpc.log").read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("rpc_server did not start")
+        yield f"rpc://127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.slow
+def test_rpc_profile_over_loopback_is_valid(tmp_path, rpc_server):
+    from kernels.reference.store import load_reference
+    from kernels.tvm.timing import TimingConfig
+    from profiles.format import read_profile, write_profile
+    from profiles.profiler import profile_model
+
+    ref = load_reference()
+    cfg = TimingConfig(warmup=1, repeats=3, sample_ms=0.5, lookup_repeats=2, lookup_sample_ms=0.2, cv_warn=10.0)
+    prof = profile_model(ref.model, rpc_server, config=cfg, encoders=ref.encoders, progress=False)
+    out = write_profile(prof, tmp_path / "rpc.json")
+    p = read_profile(out, model=ref.model)
+    assert p.device.kind == "rpc" and p.device.address == rpc_server
+    assert set(p.block_sources().values()) == {"measured"}
+    assert p.model_latency_ms() > 0 and all(p.latency_ms(b) > 0 for b in p.block_names)
+    assert p.lookup is not None and p.lookup.source == "measured"
+    assert p.lookup_ms("b3", 1024) > 0
+    assert p.memory.planned_activation_bytes <= p.memory.pingpong_activation_bytes
+
+
+def test_rpc_unreachable_is_one_clear_error():
+    from kernels.tvm.rpc import open_session
+    from kernels.tvm.targets import local_target
+
+    port = _free_port()
+    with pytest.raises(EngramError, match=f"cannot connect to rpc://127.0.0.1:{port}"):
+        open_session(f"rpc://127.0.0.1:{port}", local_target())
