@@ -45,6 +45,7 @@ def _register() -> None:
     from kernels.cli import models, reference
     from kernels.memplan.cli import memplan
     from profiles.cli import profile
+    from simulator.cli import compare_cmd, simulate_cmd
     from traces.cli import trace
 
     cli.add_command(models)
@@ -52,6 +53,8 @@ def _register() -> None:
     cli.add_command(memplan)
     cli.add_command(profile)
     cli.add_command(trace)
+    cli.add_command(simulate_cmd)
+    cli.add_command(compare_cmd)
 
 
 _register()

@@ -1,0 +1,163 @@
+"""What the simulator needs to know about a device, as plain arrays.
+
+Built from a device profile (``profiles.format.Profile``) by :func:`from_profile`, or by hand in tests. All
+times are milliseconds, energies millijoules, powers milliwatts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from engram.errors import EngramError
+
+
+@dataclass(frozen=True)
+class ProcessorCosts:
+    name: str
+    block_ms: np.ndarray  # (blocks,) latency of each block, model order
+    block_mj: np.ndarray  # (blocks,) energy of each block
+    idle_mw: float  # power between frames
+    active_mw: float  # power while searching the cache / updating it (lookup energy when not tabulated)
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    name: str
+    model_name: str
+    fingerprint: Mapping[str, str] | None
+    blocks: tuple[str, ...]
+    exits: tuple[str, ...]  # exit points, each named after the block it follows
+    processors: Mapping[str, ProcessorCosts]
+    default_processor: str
+    lookup_entries: np.ndarray  # table points (number of cached entries compared)
+    lookup_ms: Mapping[str, np.ndarray]  # exit -> ms at lookup_entries (encode + search)
+    lookup_mj: Mapping[str, np.ndarray]  # exit -> mJ at lookup_entries
+    update_ms: float  # writing one class's reference vectors into the cache (all exits)
+    model_bytes: int  # weights + planned activations
+    semantic_dims: Mapping[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for e in self.exits:
+            if e not in self.blocks:
+                raise EngramError(f"exit point {e!r} is not a block of {self.model_name}")
+        if self.default_processor not in self.processors:
+            raise EngramError(f"default processor {self.default_processor!r} is not among {list(self.processors)}")
+
+    def processor(self, name: str | None) -> ProcessorCosts:
+        p = name or self.default_processor
+        try:
+            return self.processors[p]
+        except KeyError:
+            raise EngramError(f"processor {p!r} is not in the profile (it has: {', '.join(self.processors)})") from None
+
+    def exit_block_index(self, exit: str) -> int:
+        return self.blocks.index(exit)
+
+    def lookup_cost(self, exit: str, entries: int) -> tuple[float, float]:
+        """(ms, mJ) of encoding at ``exit`` and comparing against ``entries`` cached entries (0 -> no lookup)."""
+        if entries <= 0:
+            return 0.0, 0.0
+        xs = self.lookup_entries
+        return _interp(xs, self.lookup_ms[exit], entries), _interp(xs, self.lookup_mj[exit], entries)
+
+
+    def lookup_costs(self, exit: str, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`lookup_cost`."""
+        entries = np.asarray(entries, dtype=np.float64)
+        ms = _interp_many(self.lookup_entries, self.lookup_ms[exit], entries)
+        mj = _interp_many(self.lookup_entries, self.lookup_mj[exit], entries)
+        zero = entries <= 0
+        return np.where(zero, 0.0, ms), np.where(zero, 0.0, mj)
+
+
+def _interp_many(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
+    slope = max(0.0, (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])) if len(xs) > 1 else 0.0
+    out = np.interp(x, xs, ys)  # clamps at both ends
+    return np.where(x > xs[-1], ys[-1] + slope * (x - xs[-1]), out)
+
+
+def _interp(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
+    """Linear in the table; below the first point its value; above the last, the last slope extended."""
+    if x <= xs[0]:
+        return float(ys[0])
+    if x <= xs[-1]:
+        return float(np.interp(x, xs, ys))
+    slope = max(0.0, (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]))
+    return float(ys[-1] + slope * (x - xs[-1]))
+
+
+# Cost of writing one class's reference vectors into the cache, as a multiple of the cheapest lookup
+# (comparing against one entry reads the same number of values). Profiles do not time updates separately.
+UPDATE_PER_LOOKUP = 1.0
+
+
+def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> DeviceModel:
+    """Arrays from a ``profiles.format.Profile`` (median latencies)."""
+    blocks = tuple(profile.block_names)
+    procs = {}
+    for p in profile.processors:
+        if not all(p in b.latency for b in profile.blocks):
+            continue  # a processor that does not run every block cannot run the model
+        ms = np.array([profile.latency_ms(b, p) for b in blocks], dtype=np.float64)
+        mj = np.array([profile.energy_mj(b, p) for b in blocks], dtype=np.float64)
+        idle = profile.idle_power_mw(p)
+        active = float(np.sum(mj) / np.sum(ms) * 1000.0) if np.sum(ms) > 0 else idle
+        procs[p] = ProcessorCosts(p, ms, mj, idle, active)
+    if not procs:
+        raise EngramError("the profile has no processor with a latency for every block", path=profile.path, field="blocks")
+    if profile.lookup is None:
+        raise EngramError("the profile has no lookup-cost table; profile the device with `run_sim.py profile`",
+                          path=profile.path, field="lookup")
+    entries = np.asarray(profile.lookup.entries, dtype=np.float64)
+    lookup_ms = {e: np.asarray(profile.lookup.exits[e].median_ms, np.float64) for e in profile.lookup.exits}
+    lookup_mj = {e: np.asarray(profile.lookup.exits[e].energy_mj, np.float64) for e in profile.lookup.exits}
+    exits = tuple(profile.model.exit_points)
+    missing = [e for e in exits if e not in lookup_ms]
+    if missing:
+        raise EngramError(f"the lookup table has no entry for exit points {missing}", path=profile.path, field="lookup.exits")
+    dims = dict(profile.model.semantic_dims or {})
+    dims.update(semantic_dims or {})
+    default = profile.device.default_processor if profile.device.default_processor in procs else next(iter(procs))
+    return DeviceModel(
+        name=profile.device.name,
+        model_name=profile.model.name,
+        fingerprint=dict(profile.fingerprint),
+        blocks=blocks,
+        exits=exits,
+        processors=procs,
+        default_processor=default,
+        lookup_entries=entries,
+        lookup_ms=lookup_ms,
+        lookup_mj=lookup_mj,
+        update_ms=float(min(v[0] for v in lookup_ms.values())) * UPDATE_PER_LOOKUP,
+        model_bytes=int(profile.memory.total_bytes()),
+        semantic_dims=dims,
+        source=str(profile.path or profile.device.name),
+    )
+
+
+def synthetic_device(
+    blocks: Sequence[str],
+    exits: Sequence[str],
+    block_ms: Sequence[float],
+    lookup_ms_per_entry: float = 0.001,
+    lookup_base_ms: float = 0.01,
+    active_mw: float = 2000.0,
+    idle_mw: float = 100.0,
+    dims: Mapping[str, int] | None = None,
+) -> DeviceModel:
+    """A hand-made device for tests and what-if studies: lookup cost = base + per_entry x entries."""
+    ms = np.asarray(block_ms, dtype=np.float64)
+    entries = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], dtype=np.float64)
+    look = {e: lookup_base_ms + lookup_ms_per_entry * entries for e in exits}
+    proc = ProcessorCosts("cpu", ms, ms * active_mw / 1000.0, idle_mw, active_mw)
+    return DeviceModel(
+        name="synthetic", model_name="synthetic", fingerprint=None, blocks=tuple(blocks), exits=tuple(exits),
+        processors={"cpu": proc}, default_processor="cpu", lookup_entries=entries, lookup_ms=look,
+        lookup_mj={e: v * active_mw / 1000.0 for e, v in look.items()}, update_ms=lookup_base_ms + lookup_ms_per_entry,
+        model_bytes=0, semantic_dims=dict(dims or {}), source="synthetic",
+    )

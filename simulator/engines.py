@@ -1,0 +1,154 @@
+"""Per-frame decisions of each policy kind: which exit a frame leaves at, its answer, what it costs.
+
+An engine is asked about frames in arrival order (``decide(i)``), only for frames the device actually
+processes (dropped frames are skipped), and returns the frame's service time. Everything it decides is kept in
+per-frame arrays for the metrics, the report and the timeline. The stateful engines (the semantic cache,
+FoggyCache) live in their own modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.device import DeviceModel
+from simulator.policy import Policy
+from simulator.workload import Workload
+
+NOT_PROCESSED = -2
+FULL = -1
+
+
+class Engine:
+    """Common state: per-frame result arrays and the device's cumulative costs along the enabled exits."""
+
+    kind = "base"
+
+    def __init__(self, workload: Workload, device: DeviceModel, policy: Policy, enabled: tuple[str, ...]) -> None:
+        self.w = workload
+        self.device = device
+        self.policy = policy
+        self.enabled = enabled
+        self.proc = device.processor(policy.processor)
+        n = len(workload)
+        E = len(enabled)
+        self.ex_idx = np.array([workload.exit_index(e) for e in enabled], dtype=np.int64)  # into workload arrays
+        blocks = np.array([device.exit_block_index(e) for e in enabled], dtype=np.int64)
+        cum_ms = np.cumsum(self.proc.block_ms)
+        cum_mj = np.cumsum(self.proc.block_mj)
+        self.prefix_ms = cum_ms[blocks] if E else np.zeros(0)
+        self.prefix_mj = cum_mj[blocks] if E else np.zeros(0)
+        self.full_ms = float(cum_ms[-1])
+        self.full_mj = float(cum_mj[-1])
+        self.exit_pos = np.full(n, NOT_PROCESSED, dtype=np.int64)  # index into enabled, FULL, or NOT_PROCESSED
+        self.answer = np.full(n, -1, dtype=np.int64)
+        self.level = np.full(n, -1, dtype=np.int8)  # cache level of a hit (0 hot, 1 cold), -1 otherwise
+        self.compute_ms = np.zeros(n)
+        self.lookup_ms = np.zeros(n)
+        self.update_ms = np.zeros(n)
+        self.energy_mj = np.zeros(n)  # active energy of the frame
+        self.entries = np.zeros(n, dtype=np.int64)  # cache entries when the frame was decided
+        self.lookups = np.zeros((n, E))  # lookup time charged at each enabled exit (for the timeline)
+        self.cache_bytes = 0  # peak
+        self.scene_changes: list[int] = []  # frames at which a scene change was acted on
+
+    def service_ms(self, i: int) -> float:
+        return self.compute_ms[i] + self.lookup_ms[i] + self.update_ms[i]
+
+    def lookup_breakdown(self, i: int) -> list[tuple[str, float]]:
+        """(exit, ms) of every lookup (or head) frame ``i`` paid for, in order (for the timeline)."""
+        return [(e, float(ms)) for e, ms in zip(self.enabled, self.lookups[i]) if ms > 0]
+
+    def decide(self, i: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NoCacheEngine(Engine):
+    kind = "no-cache"
+
+    def decide(self, i: int) -> float:
+        self.exit_pos[i] = FULL
+        self.answer[i] = self.w.prediction[i]
+        self.compute_ms[i] = self.full_ms
+        self.energy_mj[i] = self.full_mj
+        return self.full_ms / 1000.0
+
+
+class BranchyEngine(Engine):
+    """BranchyNet-style: a frame stops at the first enabled exit whose head's entropy is under its threshold.
+
+    A head's cost is not in the profile; it is charged as a lookup against as many entries as the model has
+    classes (the same number of multiply-accumulates: one dot product per class).
+    """
+
+    kind = "branchy"
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        thr = np.array([self.policy.branchy.thresholds[e] for e in self.enabled])
+        ent = self.w.head_entropy[:, self.ex_idx]
+        flags = ent <= thr[None, :]
+        any_exit = flags.any(axis=1)
+        first = np.where(any_exit, np.argmax(flags, axis=1), FULL)
+        head = np.array([self.device.lookup_cost(e, self.w.num_classes) for e in self.enabled]).reshape(-1, 2)
+        cum_head_ms = np.cumsum(head[:, 0])
+        cum_head_mj = np.cumsum(head[:, 1])
+        rows = np.arange(len(self.w))
+        self._first = first
+        self._answer = np.where(any_exit, self.w.head_pred[rows, self.ex_idx[np.maximum(first, 0)]], self.w.prediction)
+        self._compute = np.where(any_exit, self.prefix_ms[np.maximum(first, 0)], self.full_ms)
+        self._lookup = np.where(any_exit, cum_head_ms[np.maximum(first, 0)], cum_head_ms[-1])
+        self._energy = np.where(any_exit, self.prefix_mj[np.maximum(first, 0)] + cum_head_mj[np.maximum(first, 0)],
+                                self.full_mj + cum_head_mj[-1])
+        visited = np.arange(len(self.enabled))[None, :] <= np.where(any_exit, first, len(self.enabled))[:, None]
+        self._lookups = visited * head[None, :, 0]
+
+    def decide(self, i: int) -> float:
+        self.exit_pos[i] = self._first[i]
+        self.answer[i] = self._answer[i]
+        self.compute_ms[i] = self._compute[i]
+        self.lookup_ms[i] = self._lookup[i]
+        self.energy_mj[i] = self._energy[i]
+        self.lookups[i] = self._lookups[i]
+        return (self.compute_ms[i] + self.lookup_ms[i]) / 1000.0
+
+
+class DeepCacheEngine(Engine):
+    """DeepCache-style reuse of the previous frame's computation (answers are the full model's).
+
+    With a share ``d`` of the frame changed since the previous processed frame of the same video, block ``b``
+    (0-based, first ``max_blocks`` blocks only) recomputes ``min(1, d * (1 + growth)**(b + 1))`` of its
+    output and reuses the rest; block matching costs ``overhead_fraction`` of the full latency. A frame whose
+    predecessor was dropped, or the first of a video, has nothing to reuse.
+    """
+
+    kind = "deepcache"
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        cfg = self.policy.deepcache
+        nb = len(self.proc.block_ms)
+        k = min(cfg.max_blocks, nb)
+        self._growth = (1.0 + cfg.growth) ** np.arange(1, k + 1)
+        self._k = k
+        self._overhead = cfg.overhead_fraction * self.full_ms
+        self._last = -10
+
+    def decide(self, i: int) -> float:
+        w = self.w
+        ms, mj = self.proc.block_ms, self.proc.block_mj
+        reuse_ok = self._last == i - 1 and not w.new_video[i]
+        self._last = i
+        self.exit_pos[i] = FULL
+        self.answer[i] = w.prediction[i]
+        if reuse_ok:
+            recompute = np.minimum(1.0, w.frame_diff[i] * self._growth)
+            k = self._k
+            compute = float(np.dot(ms[:k], recompute) + ms[k:].sum())
+            energy = float(np.dot(mj[:k], recompute) + mj[k:].sum())
+            overhead = self._overhead
+        else:
+            compute, energy, overhead = self.full_ms, self.full_mj, 0.0
+        self.compute_ms[i] = compute
+        self.lookup_ms[i] = overhead
+        self.energy_mj[i] = energy + overhead * self.proc.active_mw / 1000.0
+        return (compute + overhead) / 1000.0

@@ -1,0 +1,65 @@
+"""Exit metrics: how confident a cache match is, from the similarities of one frame to the cached classes.
+
+Each metric is a named variant; a frame exits at an exit point when the metric reaches that exit point's
+threshold.
+
+- ``cosine``: the top-1 cosine similarity. One number for every layer is wrong in general: shallow
+  layers give high similarities to everything.
+- ``margin``: top-1 minus top-2 similarity (0 stands in for the top-2 when a single entry is searched),
+  which removes part of a layer's overall level.
+- ``calibrated`` (layer-aware): a per-exit logistic model of the probability that the top-1 match is the
+  class the full model would answer, fitted on calibration data the replay never sees. Its features are
+  the log cosine distance of the top-1 match, the log ratio of the top-2 and top-1 distances (a ratio test:
+  how much better the best match is than the runner-up) and log(entries searched). Similarities of a good
+  match crowd just below 1, so distances on a log scale separate right from wrong far better than raw
+  similarities (on the shipped calibration trace: AUC 0.93-0.99 per exit against 0.86-0.95). Thresholds are
+  then probabilities, comparable across layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATURES = ("bias", "log_distance", "log_distance_ratio", "log_entries")
+MIN_DISTANCE = 1e-4  # float16 vectors cannot resolve cosine distances below this
+
+
+def features(s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float) -> np.ndarray:
+    """(..., 4) design matrix [1, log d1, log(d2 / d1), log n] with d = 1 - cosine similarity; a missing
+    top-2 counts as similarity 0 (an unrelated entry)."""
+    s2 = np.where(np.isfinite(s2), s2, 0.0)
+    d1 = np.maximum(1.0 - s1, MIN_DISTANCE)
+    d2 = np.maximum(1.0 - s2, MIN_DISTANCE)
+    n = np.broadcast_to(np.asarray(n, dtype=np.float64), np.shape(s1))
+    with np.errstate(invalid="ignore"):
+        return np.stack([np.ones_like(d1), np.log(d1), np.log(d2 / d1), np.log(np.maximum(n, 1.0))], axis=-1)
+
+
+def metric_values(kind: str, s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float, coeffs: np.ndarray | None) -> np.ndarray:
+    """Metric per frame. ``coeffs``: (..., 4) logistic coefficients for ``calibrated`` (broadcast over frames)."""
+    if kind == "cosine":
+        return s1
+    if kind == "margin":
+        return s1 - np.where(np.isfinite(s2), s2, 0.0)
+    if kind == "calibrated":
+        z = np.sum(features(s1, s2, n) * coeffs, axis=-1)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    raise ValueError(f"unknown exit metric {kind!r}")
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-4) -> np.ndarray:
+    """Weights of P(y=1 | x) = sigmoid(x @ w), L2-regularised (not the bias), by Newton's method."""
+    from scipy.special import expit
+
+    w = np.zeros(x.shape[1])
+    reg = np.full(x.shape[1], l2)
+    reg[0] = 0.0
+    for _ in range(50):
+        p = expit(x @ w)
+        grad = x.T @ (p - y) / len(y) + reg * w
+        h = (x * (p * (1 - p))[:, None]).T @ x / len(y) + np.diag(reg + 1e-9)
+        step = np.linalg.solve(h, grad)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return w

@@ -1,0 +1,346 @@
+"""The semantic-memory engine (SMTM) and its oracle.
+
+At each enabled exit point, in order, a frame's semantic vector is compared with the hot level's reference
+vectors; if the exit metric is not confident and the cold level is searched at that exit, with both levels.
+A confident match stops the frame there with the cached class; otherwise the frame runs to the end, and the
+full model's answer updates the cache (a *confirmed* frame). The oracle exits at the earliest exit whose
+top-1 cached class equals the full model's answer.
+
+Speed: the cache only changes on a confirmed frame or a cold hit (a promotion). Between such *events* every
+frame is decided against the same cache, so decisions are computed for a chunk of upcoming frames at once (one
+batched matrix product for all exits) and accepted up to and including the first event; then the event is
+applied and the next chunk starts. Uses (hits) change only which class leaves next, so they are recorded and
+applied in one batch before the next event. ``chunk=1`` decides frame by frame (the tests check both agree).
+
+Adaptation (policy ``adaptation.strategies``, applied at confirmed frames):
+
+- ``working-set``: the hot level's size follows the number of classes answered in the last ``window_s``;
+- ``ema``: a confirmed frame moves its class's reference vectors by a moving average (``ema_alpha`` 1: the
+  latest confirmed frame replaces them); without it a class keeps the vectors it entered the cache with;
+- ``scene-reset``: a new video, or ``miss_streak`` consecutive confirmed frames of classes not in the cache,
+  is a scene change: the cache is reset or shrunk to its ``keep`` most recently used classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.cache import COLD, HOT, SemanticCache
+from simulator.engines import FULL, Engine
+from simulator.exit_metric import MIN_DISTANCE
+
+NEG = -np.inf
+
+
+@dataclass(frozen=True)
+class CalibrationSample:
+    """What one confirmed frame saw at every enabled exit (calibration mode)."""
+
+    frame: int
+    n_hot: int
+    n_all: int
+    s1_hot: np.ndarray  # (E,) top-1 / top-2 similarity in the hot level (-inf when empty)
+    s2_hot: np.ndarray
+    top1_hot: np.ndarray  # (E,) class of the hot top-1
+    s1_all: np.ndarray  # the same over both levels
+    s2_all: np.ndarray
+    top1_all: np.ndarray
+    cold_searched: np.ndarray  # (E,) whether the cold level would be searched at that exit
+
+
+def _top2(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index and value of the largest and the value of the second largest along the last axis."""
+    k = s.shape[-1]
+    t1 = np.argmax(s, axis=-1)
+    if k == 1:
+        return t1, s[..., 0], np.full(s.shape[:-1], NEG)
+    top = np.partition(s, k - 2, axis=-1)
+    return t1, top[..., k - 1], top[..., k - 2]
+
+
+class SmtmEngine(Engine):
+    kind = "smtm"
+
+    def __init__(self, workload, device, policy, enabled, calibration=None, oracle: bool = False,
+                 chunk: int | None = None, collect: bool = False, log_samples: bool = False) -> None:
+        super().__init__(workload, device, policy, enabled)
+        self.kind = "oracle" if oracle else "smtm"
+        self.oracle = oracle
+        self.collect = collect  # calibration mode: every frame is confirmed, features are logged
+        self.log_samples = log_samples  # log what every lookup saw, under the policy's own dynamics
+        self.samples: list[CalibrationSample] = []
+        cfg = policy.cache
+        self.ad = policy.adaptation
+        self.strategies = set(self.ad.strategies)
+        w = workload
+        E = len(enabled)
+        self.V = np.ascontiguousarray(w.vectors[:, self.ex_idx, :])  # (n, E, d)
+        dims = tuple(w.dims[j] for j in self.ex_idx)
+        max_hot = self.ad.max_hot if "working-set" in self.strategies else None
+        self.cache = SemanticCache(cfg, E, self.V.shape[2], dims, w.num_classes, max_hot=max_hot)
+        if "working-set" in self.strategies:
+            self.cache.set_hot_size(min(max(cfg.hot_size, self.ad.min_hot), self.ad.max_hot))
+        self.metric = policy.metric.kind if policy.metric is not None else "cosine"
+        if not oracle:
+            self.thresholds = np.array([policy.metric.thresholds[e] for e in enabled], dtype=np.float64)
+        if self.metric == "calibrated" and not oracle:
+            table = policy.metric.calibration or calibration
+            if table is None and not collect:
+                raise ValueError("the calibrated exit metric needs calibration coefficients")
+            self.coeffs = None if table is None else np.array([table[e] for e in enabled], dtype=np.float64)
+            thr = np.clip(self.thresholds, 1e-12, 1 - 1e-12)
+            self.logit_thr = np.log(thr / (1 - thr))
+        else:
+            self.coeffs = None
+        self.n_enabled = E
+        self.prefix_ms_ext = np.r_[self.prefix_ms, self.full_ms]
+        self.prefix_mj_ext = np.r_[self.prefix_mj, self.full_mj]
+        self.hot_conf = np.zeros(len(w), dtype=bool)
+        self.hot_entries = np.zeros(len(w), dtype=np.int64)
+        # The cold level is searched at exits from cold_from on (by model order).
+        order = {e: k for k, e in enumerate(device.exits)}
+        start = order[cfg.cold_from] if cfg.cold_from is not None else 0
+        self.cold_ok = np.array([order[e] >= start for e in enabled], dtype=bool)
+        self.reset_on_video = "scene-reset" in self.strategies and self.ad.reset_on_new_video
+        # First frame of the next video, for every frame: a chunk never crosses a scene reset.
+        n = len(w)
+        starts = np.r_[np.flatnonzero(w.new_video), n]
+        nxt = np.empty(n, dtype=np.int64)
+        for a, b in zip(starts[:-1], starts[1:]):
+            nxt[a:b] = b
+        self.next_video = nxt
+        self.fixed_chunk = chunk
+        self.chunk = chunk or 32
+        self.win_start = self.win_end = 0
+        self.win_version = -1
+        self.cur_video = -1
+        self.pending_slots: list[int] = []
+        self.pending_times: list[float] = []
+        self.pending_classes: list[int] = []
+        self.last_answer = np.full(w.num_classes, -np.inf)
+        self.miss_streak = 0
+        self.hits_since_miss = 0
+        self.upd_mj = device.update_ms * self.proc.active_mw / 1000.0
+        self._cost_memo: dict[int, np.ndarray] = {}
+        self._tab_memo: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- per frame ---------------------------------------------------------------------------------------
+    def decide(self, i: int) -> float:
+        w = self.w
+        if w.video[i] != self.cur_video:
+            self.cur_video = int(w.video[i])
+            if self.reset_on_video and self.cache.entries():
+                self._flush()
+                self.cache.reset()
+                self.scene_changes.append(i)
+        if not (self.win_start <= i < self.win_end) or self.win_version != self.cache.version:
+            self._evaluate(i)
+        j = i - self.win_start
+        fe = int(self.w_fe[j])
+        exited = fe < self.n_enabled
+        self.exit_pos[i] = fe if exited else FULL
+        self.answer[i] = self.w_answer[j]
+        self.level[i] = self.w_level[j]
+        self.hot_conf[i] = self.w_hc[j]
+        compute = self.w_compute[j]
+        lookup = self.w_lookup[j]
+        self.compute_ms[i] = compute
+        self.lookup_ms[i] = lookup
+        self.energy_mj[i] = self.w_energy[j]
+        self.entries[i] = self.w_entries
+        self.hot_entries[i] = self.w_hot
+        if self.w_event[j]:
+            update = 0.0
+            if not exited:
+                update = self.device.update_ms
+                self.update_ms[i] = update
+                self.energy_mj[i] += self.upd_mj
+            self._apply_event(i, int(self.w_slot[j]))
+            self.win_end = self.win_start  # invalidate
+            return (compute + lookup + update) / 1000.0
+        self.pending_slots.append(int(self.w_slot[j]))
+        self.pending_times.append(float(w.arrival_s[i]))
+        self.pending_classes.append(int(self.w_answer[j]))
+        self.hits_since_miss += 1
+        return (compute + lookup) / 1000.0
+
+    def lookup_breakdown(self, i: int) -> list[tuple[str, float]]:
+        """(exit, lookup ms) of every lookup frame ``i`` made, in order (for the timeline)."""
+        n_hot, K = int(self.hot_entries[i]), int(self.entries[i])
+        hot, allc = self._costs(n_hot)[:, 0], self._costs(K)[:, 0]
+        inc = np.where(self.cold_ok & (K > n_hot), allc - hot, 0.0)
+        fe = self.exit_pos[i] if self.exit_pos[i] >= 0 else self.n_enabled
+        out = []
+        for k, e in enumerate(self.enabled[: fe + 1]):
+            ms = hot[k] + (inc[k] if (k < fe or not self.hot_conf[i]) else 0.0)
+            if ms > 0:
+                out.append((e, float(ms)))
+        return out
+
+    # -- speculative chunk -------------------------------------------------------------------------------
+    def _costs(self, entries: int) -> np.ndarray:
+        """(E, 2) lookup ms and mJ at every enabled exit against ``entries`` entries (memoised)."""
+        c = self._cost_memo.get(entries)
+        if c is None:
+            c = np.array([self.device.lookup_cost(e, entries) for e in self.enabled]).reshape(-1, 2)
+            self._cost_memo[entries] = c
+        return c
+
+    def _cost_table(self, n_hot: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the cold level is searched, and the lookup (ms, mJ) of a frame by whether the hot level
+        sufficed (first index) and where it stops (second index; E = nowhere): (2, E + 1, 2). Memoised."""
+        key = (n_hot, K)
+        hit = self._tab_memo.get(key)
+        if hit is not None:
+            return hit
+        E = self.n_enabled
+        hot_cost = self._costs(n_hot)
+        cold_stage = self.cold_ok & (K > n_hot)
+        cold_inc = np.where(cold_stage[:, None], self._costs(K) - hot_cost, 0.0)
+        before = np.vstack([np.zeros((1, 2)), np.cumsum(hot_cost + cold_inc, axis=0)])  # (E + 1, 2)
+        at_hot = before[:E] + hot_cost
+        tab = np.stack([np.vstack([at_hot + cold_inc, before[E:]]), np.vstack([at_hot, before[E:]])])
+        self._tab_memo[key] = (cold_stage, tab)
+        return cold_stage, tab
+
+    def _conf(self, s1: np.ndarray, s2: np.ndarray, n: int) -> np.ndarray:
+        """Exit-metric decision (E, b) for a stage that searched ``n`` entries."""
+        m = self.metric
+        if m == "cosine":
+            return s1 >= self.thresholds[:, None]
+        if m == "margin":
+            return (s1 - s2 if n > 1 else s1) >= self.thresholds[:, None]
+        c = self.coeffs
+        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold).
+        a = (c[:, 0] + c[:, 3] * np.log(n) - self.logit_thr)[:, None]
+        z = a + (c[:, 1] - c[:, 2])[:, None] * np.log(np.maximum(1.0 - s1, MIN_DISTANCE))
+        if n > 1:
+            z += c[:, 2][:, None] * np.log(np.maximum(1.0 - s2, MIN_DISTANCE))
+        return z >= 0.0
+
+    def _evaluate(self, i: int) -> None:
+        w, cache = self.w, self.cache
+        E = self.n_enabled
+        stop = min(len(w), i + self.chunk)
+        if self.reset_on_video:
+            stop = min(stop, int(self.next_video[i]))
+        slots = np.flatnonzero(cache.cls >= 0)
+        K = len(slots)
+        if K == 0 or self.collect:
+            stop = i + 1
+        b = stop - i
+        hot = cache.level[slots] == HOT
+        n_hot = int(np.count_nonzero(hot))
+        self.win_start, self.win_end, self.win_version = i, stop, cache.version
+        self.w_entries, self.w_hot = K, n_hot
+
+        cold_stage, cost_tab = self._cost_table(n_hot, K)
+
+        if K == 0:
+            fe = np.full(b, E)
+            hc = np.zeros(b, dtype=bool)
+            slot = np.full(b, -1)
+        else:
+            cls = cache.cls[slots]
+            V = self.V[i:stop]  # (b, E, d)
+            S = np.matmul(V.transpose(1, 0, 2), cache.centres[slots].transpose(1, 2, 0))  # (E, b, K)
+            Sh = S if n_hot == K else np.where(hot, S, NEG)
+            t1h, s1h, s2h = _top2(Sh)
+            if cold_stage.any() and n_hot < K:
+                t1a, s1a, s2a = _top2(S)
+            else:
+                t1a, s1a, s2a = t1h, s1h, s2h
+            if self.oracle:
+                pred = w.prediction[i:stop]
+                conf_h = cls[t1h] == pred
+                conf_a = cls[t1a] == pred
+            elif self.collect:
+                conf_h = conf_a = np.zeros((E, b), dtype=bool)
+            else:
+                conf_h = self._conf(s1h, s2h, n_hot) if n_hot else np.zeros((E, b), dtype=bool)
+                conf_a = self._conf(s1a, s2a, K) if n_hot < K else conf_h
+            if not n_hot:
+                conf_h = np.zeros((E, b), dtype=bool)
+            flags = conf_h | (cold_stage[:, None] & conf_a)
+            exits = flags.any(axis=0)
+            fe = np.where(exits, np.argmax(flags, axis=0), E)
+            fc = np.minimum(fe, E - 1)
+            cols = np.arange(b)
+            hc = conf_h[fc, cols] & exits
+            slot = np.where(exits, slots[np.where(hc, t1h[fc, cols], t1a[fc, cols])], -1)
+            if self.collect or self.log_samples:
+                self._log(i, stop, n_hot, K, s1h, s2h, cls[t1h], s1a, s2a, cls[t1a], cold_stage, exits, slot)
+        exited = fe < E
+        lvl = np.where(exited, cache.level[np.maximum(slot, 0)], -1).astype(np.int8)
+        costs = cost_tab[hc.astype(np.int64), fe]  # (b, 2)
+        self.w_fe, self.w_hc, self.w_slot, self.w_level = fe, hc, slot, lvl
+        self.w_answer = np.where(exited, cache.cls[np.maximum(slot, 0)], w.prediction[i:stop])
+        self.w_compute = self.prefix_ms_ext[fe]
+        self.w_lookup = costs[:, 0]
+        self.w_energy = self.prefix_mj_ext[fe] + costs[:, 1]
+        event = ~exited | (lvl == COLD)
+        self.w_event = event
+        if event.any():
+            k = int(np.argmax(event))
+            self.win_end = i + k + 1
+            if self.fixed_chunk is None:
+                self.chunk = max(16, 2 * (k + 1))
+        elif self.fixed_chunk is None:
+            self.chunk = min(1024, self.chunk * 2)
+
+    def _log(self, i, stop, n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage, exits, slot) -> None:
+        """Calibration samples of the frames this window will actually decide."""
+        event = ~exits | (self.cache.level[np.maximum(slot, 0)] == COLD)
+        last = int(np.argmax(event)) + 1 if event.any() else stop - i
+        for j in range(last):
+            self.samples.append(CalibrationSample(
+                i + j, n_hot, K, s1h[:, j], s2h[:, j], c1h[:, j], s1a[:, j], s2a[:, j], c1a[:, j], cold_stage))
+
+    # -- cache changes -----------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        if self.pending_slots:
+            self.cache.touch(np.array(self.pending_slots), np.array(self.pending_times))
+            np.maximum.at(self.last_answer, np.array(self.pending_classes), np.array(self.pending_times))
+            self.pending_slots.clear()
+            self.pending_times.clear()
+            self.pending_classes.clear()
+
+    def _apply_event(self, i: int, slot: int) -> None:
+        cache, ad = self.cache, self.ad
+        self._flush()
+        t = float(self.w.arrival_s[i])
+        if self.exit_pos[i] != FULL:  # a cold hit: promotion
+            cache.promote(slot)
+            cache.touch_one(slot, t)
+            self.last_answer[self.answer[i]] = t
+            self.hits_since_miss += 1
+            return
+        c = int(self.w.prediction[i])
+        present = cache.slot_of[c] >= 0
+        if self.hits_since_miss:
+            self.miss_streak = 0
+        self.hits_since_miss = 0
+        self.miss_streak = 0 if present else self.miss_streak + 1
+        if "scene-reset" in self.strategies and self.miss_streak >= ad.miss_streak:
+            if ad.on_scene_change == "reset":
+                cache.reset()
+            else:
+                cache.shrink(ad.keep)
+            self.scene_changes.append(i)
+            self.miss_streak = 0
+            present = cache.slot_of[c] >= 0
+        self.last_answer[c] = t
+        if "working-set" in self.strategies:
+            ws = int(np.count_nonzero(self.last_answer >= t - ad.window_s))
+            cache.set_hot_size(min(max(ws, ad.min_hot), ad.max_hot))
+        vec = self.V[i]
+        if present:
+            s = int(cache.slot_of[c])
+            if "ema" in self.strategies:
+                cache.update_centre(s, vec, ad.ema_alpha)
+        else:
+            s = cache.insert(c, vec, t)
+        cache.touch_one(s, t)
+        self.cache_bytes = max(self.cache_bytes, cache.bytes())
