@@ -24,7 +24,6 @@ Every problem is reported with the file, line and column.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from dataclasses import dataclass, field

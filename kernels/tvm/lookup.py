@@ -19,7 +19,6 @@ def lookup_module(feature_shape: tuple[int, int, int], dims: int):  # noqa: ANN2
 
     ``x``: (1, C, H, W) feature map; ``mean``: (1, C); ``components_t``: (C, d); ``centres_t``: (d, n).
     """
-    import tvm
     from tvm import relax, tirx
 
     c, h, w = (int(v) for v in feature_shape)

@@ -28,7 +28,7 @@ from engram.fileio import write_json_atomic
 from kernels.blockwise import BlockwiseModel
 from kernels.tvm.compile import prepare
 from kernels.tvm.export import export_blocks
-from kernels.tvm.records import META_FILE, RECORD_FILE, TUNING_ROOT, WORKLOAD_FILE, model_key, records_dir
+from kernels.tvm.records import META_FILE, model_key, records_dir
 from kernels.tvm.targets import TargetSpec, resolve_target
 
 
