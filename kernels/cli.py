@@ -140,10 +140,3 @@ def train_cmd(steps, batch, seed, threads, dims, out, fresh) -> None:
     _print_eval(result)
     click.echo(f"saved to {out}")
 
-
-@click.command("main-job", hidden=True)
-def main_job() -> None:
-    """What `python run_sim.py` does with no arguments: evaluate the shipped reference model."""
-    ctx = click.get_current_context()
-    click.echo("Engram main job: evaluating the shipped reference CNN (run `python run_sim.py --help` for everything else)")
-    ctx.invoke(evaluate_cmd, images=DEFAULT_EVAL_IMAGES, seed=DEFAULT_EVAL_SEED, strength=None, model_dir=None, as_json=False)

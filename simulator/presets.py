@@ -2,7 +2,7 @@
 
 Thresholds are per exit point, so presets are made for a model's exit points. The defaults are the variants
 that measured best on the shipped EPIC-KITCHENS recorded trace and this machine's profile (see the README's
-simulator section for the numbers); they are a starting point for `run_sim.py sweep`, not a tuned policy.
+simulator section for the numbers); they are a starting point for tuning, not a tuned policy.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import run_cli
 
-COMMANDS = [[], ["reference"], ["reference", "evaluate"], ["reference", "train"], ["models"]]
+COMMANDS = [[], ["reference"], ["reference", "evaluate"], ["reference", "train"], ["models"], ["profile"],
+            ["simulate"], ["compare"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -51,3 +52,21 @@ def test_damaged_weights_file_is_one_line(tmp_path):
     r = run_cli("reference", "evaluate", "--model-dir", str(tmp_path), "--images", "10")
     assert r.returncode == 2
     assert "refnet.safetensors" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_main_job_compares_the_presets_and_writes_the_report(tmp_path):
+    """`python run_sim.py` alone: the comparison table on the bundled defaults, outputs under ./out/."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "run_sim.py")], capture_output=True, text=True, timeout=600,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"):
+        assert f"\n{name} " in r.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert sorted(m["policy"] for m in metrics) == sorted(["no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"])
+    assert (tmp_path / "out" / "report.html").stat().st_size > 100_000
