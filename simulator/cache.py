@@ -149,6 +149,11 @@ class SemanticCache:
         if size == self.hot_size:
             return
         self.hot_size = size
+        self._fit_hot()
+        self.version += 1
+
+    def _fit_hot(self) -> None:
+        """Demote the hot level's victims until it holds at most ``hot_size`` classes."""
         n_hot, n_cold = self.counts()
         while n_hot > self.hot_size:
             v = self.victim(HOT)
@@ -161,7 +166,6 @@ class SemanticCache:
             else:
                 self._clear(v)
             n_hot -= 1
-        self.version += 1
 
     def reset(self) -> None:
         for s in np.flatnonzero(self.valid):
@@ -176,6 +180,5 @@ class SemanticCache:
             for s in order[keep:]:
                 self._clear(int(s))
         self.level[self.valid] = HOT
-        if self.counts()[0] > self.hot_size:
-            self.set_hot_size(self.hot_size)
+        self._fit_hot()  # (set_hot_size(self.hot_size) would return early: the size is unchanged)
         self.version += 1

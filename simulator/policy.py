@@ -33,7 +33,7 @@ KINDS: tuple[str, ...] = ("no-cache", "smtm", "oracle", "deepcache", "foggycache
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class CacheConfig(_Strict):
@@ -164,7 +164,8 @@ def parse_policy(obj: object, path: str | Path | None = None) -> Policy:
     if isinstance(obj, dict):
         if obj.get("format", FORMAT_NAME) != FORMAT_NAME:
             raise FormatError(f"expected format {FORMAT_NAME!r}, found {obj.get('format')!r}", path=path, field="format")
-        if obj.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+        version = obj.get("version", FORMAT_VERSION)
+        if type(version) is not int or version != FORMAT_VERSION:  # noqa: E721 (true == 1 must not pass)
             raise FormatError(f"unsupported version {obj.get('version')!r} (this Engram reads {FORMAT_VERSION})",
                               path=path, field="version")
     try:

@@ -1,0 +1,339 @@
+"""Per-frame decisions and costs of every policy kind, on hand-built traces with answers worked out on paper and
+on the shipped trace and profile: hits, exits, latencies that add up to the profile, the oracle's bound,
+determinism, and the speculative chunks agreeing with frame-by-frame decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from simulator.engines import FULL
+from simulator.foggycache import INPUT
+from simulator.policy import (
+    AdaptationConfig, BranchyConfig, CacheConfig, DeepCacheConfig, FoggyCacheConfig, MetricConfig, Policy, check_policy,
+)
+from simulator.presets import PRESETS, preset
+from simulator.run import resolve, run_once, simulate
+from simulator.workload import Workload
+from simulator_helpers import (
+    HAND_EXITS, PROFILE, SMALL_CALIBRATION_VIDEOS, SMALL_VIDEOS, hand_device, hand_workload, lookup_ms, shipped_calibration,
+    shipped_device, shipped_presets, shipped_workload,
+)
+
+FRAME_ARRAYS = ("exit_pos", "answer", "level", "compute_ms", "lookup_ms", "update_ms", "energy_mj", "entries", "lookups")
+
+
+def smtm(thresholds: float = 0.9, kind: str = "cosine", cache: CacheConfig | None = None, strategies=(), **metric) -> Policy:
+    return Policy(name="t", kind="smtm", cache=cache or CacheConfig(),
+                  metric=MetricConfig(kind=kind, thresholds={e: thresholds for e in HAND_EXITS}, **metric),
+                  adaptation=AdaptationConfig(strategies=list(strategies)))
+
+
+def oracle(cache: CacheConfig | None = None) -> Policy:
+    return Policy(name="o", kind="oracle", cache=cache or CacheConfig())
+
+
+# ------------------------------------------------------------------------------------------ hand-built
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.03], ids=["identical", "near-identical"])
+@pytest.mark.parametrize("metric", ["cosine", "margin", "calibrated"])
+def test_one_class_hits_the_hot_level_on_every_frame_after_the_first(noise, metric):
+    n = 40
+    w = hand_workload([3] * n, noise=noise)
+    extra = {}
+    if metric == "calibrated":  # P(correct) rises as the top-1 distance falls: logit = -log d1
+        extra = {"calibration": {e: [0.0, -1.0, 0.0, 0.0] for e in HAND_EXITS}}
+    pol = smtm(0.9 if metric != "calibrated" else 0.97, metric, **extra)
+    r = simulate(w, hand_device(), pol)
+    e = r.engine
+    assert e.exit_pos[0] == FULL and e.level[0] == -1  # the empty cache cannot answer
+    assert np.all(e.exit_pos[1:] == 0), e.exit_pos  # the first enabled exit, every time
+    assert np.all(e.level[1:] == 0)  # hot level
+    assert np.all(e.answer == 3)
+    assert r.metrics["hit_rate"]["hot"] == pytest.approx((n - 1) / n)
+    assert r.metrics["hit_rate"]["cold"] == 0.0
+    assert r.metrics["exit_histogram"] == {"b1": n - 1, "b2": 0, "full": 1}
+    assert r.metrics["accuracy_loss_pt"] == 0.0
+    # Frame 0 runs 4 blocks of 1 ms and writes one entry; the others run 2 blocks and search one entry.
+    assert r.metrics["mean_latency_ms"] == pytest.approx((4 + lookup_ms(1) + (n - 1) * (2 + lookup_ms(1))) / n)
+    assert r.metrics["speedup"] == pytest.approx(4.0 / r.metrics["mean_latency_ms"])
+    assert r.metrics["cache_bytes"] == 1 * (2 * 8 * 2 + 16)  # one class, 2 exits x 8 dims, float16, + 16
+
+
+def test_cycling_classes_cost_blocks_to_the_exit_plus_lookups_at_the_cache_size():
+    w = hand_workload([0, 1, 2] * 4)
+    r = simulate(w, hand_device(), smtm())
+    e = r.engine
+    # Frames 0-2: misses (full model: 4 blocks, a lookup at both exits against 0/1/2 entries, one update).
+    assert list(e.exit_pos) == [FULL] * 3 + [0] * 9
+    assert list(e.entries) == [0, 1, 2] + [3] * 9
+    for i in range(3):
+        assert e.compute_ms[i] == pytest.approx(4.0)
+        assert e.lookup_ms[i] == pytest.approx(2 * lookup_ms(i))
+        assert e.update_ms[i] == pytest.approx(lookup_ms(1))
+    # Frames 3-: hits at the first exit (2 blocks, one lookup against 3 entries, no update).
+    assert np.allclose(e.compute_ms[3:], 2.0)
+    assert np.allclose(e.lookup_ms[3:], lookup_ms(3))
+    assert np.all(e.update_ms[3:] == 0.0)
+    assert np.all(e.answer == w.true_class)
+    # Per-frame service = compute + lookups + update, and the timeline's breakdown covers the lookups.
+    for i in range(len(w)):
+        assert sum(ms for _, ms in e.lookup_breakdown(i)) == pytest.approx(e.lookup_ms[i])
+    assert np.allclose(r.des.finish_s - r.des.start_s, (e.compute_ms + e.lookup_ms + e.update_ms) / 1000.0)
+    # Energy: the synthetic device draws 2000 mW while active.
+    assert np.allclose(e.energy_mj, (e.compute_ms + e.lookup_ms + e.update_ms) * 2.0)
+
+
+def test_cold_level_hit_is_a_promotion_and_searches_both_levels():
+    w = hand_workload([0, 1, 0, 1, 0, 1])
+    r = simulate(w, hand_device(), smtm(cache=CacheConfig(hot_size=1, cold_size=4)))
+    e = r.engine
+    assert list(e.exit_pos) == [FULL, FULL, 0, 0, 0, 0]
+    assert list(e.level) == [-1, -1, 1, 1, 1, 1]  # the other class is always the one in the cold level
+    assert list(e.hot_entries) == [0, 1, 1, 1, 1, 1] and list(e.entries) == [0, 1, 2, 2, 2, 2]
+    # A cold hit at the first exit: the hot search (1 entry) then both levels (2 entries) = cost of 2 entries.
+    assert np.allclose(e.lookup_ms[2:], lookup_ms(2))
+    assert r.metrics["hit_rate"] == {"hot": 0.0, "cold": pytest.approx(4 / 6)}
+
+
+@pytest.mark.parametrize("replacement,last_exit", [("lru", FULL), ("lfu", 0)])
+def test_replacement_rule_picks_the_victim(replacement, last_exit):
+    # 0 is used three times, then 1 and 2 arrive in a hot level of 2 without a cold level: LRU drops 0 (used
+    # longest ago), LFU drops 1 (used once), so only LFU still knows 0 at the last frame.
+    w = hand_workload([0, 0, 0, 1, 2, 0])
+    r = simulate(w, hand_device(), smtm(cache=CacheConfig(hot_size=2, cold_size=0, replacement=replacement)))
+    assert list(r.engine.exit_pos[:5]) == [FULL, 0, 0, FULL, FULL]
+    assert r.engine.exit_pos[5] == last_exit
+
+
+def test_scene_reset_on_a_new_video_forgets_the_cache():
+    classes, video = [2] * 6, [0, 0, 0, 1, 1, 1]
+    keep = simulate(hand_workload(classes, video=video), hand_device(), smtm())
+    reset = simulate(hand_workload(classes, video=video), hand_device(), smtm(strategies=["scene-reset"]))
+    assert list(keep.engine.exit_pos) == [FULL, 0, 0, 0, 0, 0]
+    assert list(reset.engine.exit_pos) == [FULL, 0, 0, FULL, 0, 0]
+    assert reset.engine.scene_changes == [3] and reset.metrics["scene_changes"] == 1
+
+
+def _confusing(model_errors: bool) -> Workload:
+    """A long-tailed class sequence whose shallow exit cannot tell classes 0 and 1 apart."""
+    rng = np.random.default_rng(1)
+    classes = rng.choice(5, size=200, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    prediction = np.where(rng.random(200) < 0.1, (classes + 1) % 5, classes) if model_errors else classes
+    w = hand_workload(classes, prediction=prediction)
+    vec = w.vectors.copy()
+    vec[classes == 1, 0] = vec[classes == 0, 0][0]
+    return dataclasses.replace(w, vectors=vec)
+
+
+@pytest.mark.parametrize("model_errors", [False, True])
+def test_oracle_answers_like_the_full_model_at_zero_loss(model_errors):
+    w = _confusing(model_errors)
+    o = simulate(w, hand_device(), oracle())
+    assert np.all(o.engine.answer == w.prediction)
+    assert o.metrics["accuracy_loss_pt"] == 0.0 and o.metrics["accuracy_vs_model"] == 1.0
+    assert o.metrics["speedup"] > 1.5
+    assert o.metrics["oracle_share"] == 1.0
+    # It exits at the shallow exit only where that exit's top-1 is right.
+    assert 0 < o.metrics["exit_histogram"]["b1"] < len(w) and o.metrics["exit_histogram"]["b2"] > 0
+
+
+def test_oracle_bounds_a_lossless_cache_but_not_a_reckless_one():
+    w = _confusing(model_errors=False)
+    dev = hand_device()
+    o = simulate(w, dev, oracle())
+    careful = simulate(w, dev, Policy(name="c", kind="smtm", cache=CacheConfig(), metric=MetricConfig(
+        kind="cosine", thresholds={"b1": 1.5, "b2": 0.99})))  # never trusts the shallow exit
+    reckless = simulate(w, dev, smtm(-1.0))  # any match is confident enough
+    assert careful.metrics["accuracy_loss_pt"] == 0.0
+    assert 1.0 < careful.metrics["speedup"] < o.metrics["speedup"]
+    assert careful.metrics["oracle_speedup"] == pytest.approx(o.metrics["speedup"])
+    assert 0.0 < careful.metrics["oracle_share"] < 1.0
+    assert reckless.metrics["accuracy_loss_pt"] > 0.0
+    assert reckless.metrics["speedup"] > o.metrics["speedup"]
+
+
+def test_branchy_exits_at_the_first_confident_head():
+    n = 6
+    ent = np.array([[0.1, 0.1] if i % 2 == 0 else [2.0, 0.1] for i in range(n)] + [[2.0, 2.0]])
+    heads = np.array([[5, 6]] * (n + 1))
+    w = hand_workload([1] * (n + 1), head_entropy=ent, head_pred=heads)
+    pol = Policy(name="b", kind="branchy", branchy=BranchyConfig(thresholds={"b1": 1.0, "b2": 1.0}))
+    r = run_once(w, hand_device(), pol, check_policy(pol, HAND_EXITS, ("cpu",)))
+    e = r.engine
+    assert list(e.exit_pos) == [0, 1, 0, 1, 0, 1, FULL]
+    assert list(e.answer) == [5, 6, 5, 6, 5, 6, 1]
+    head = lookup_ms(8)  # a head costs a lookup against as many entries as the model has classes
+    assert list(e.compute_ms) == [2, 3, 2, 3, 2, 3, 4]
+    assert np.allclose(e.lookup_ms, [head, 2 * head] * 3 + [2 * head])
+
+
+def test_deepcache_reuses_the_unchanged_share_of_the_first_blocks():
+    dev = hand_device(block_ms=(1.0, 2.0, 3.0, 4.0))
+    w = hand_workload([0] * 4, frame_diff=[1.0, 0.5, 0.0, 1.0], video=[0, 0, 0, 1])
+    pol = Policy(name="d", kind="deepcache", deepcache=DeepCacheConfig(growth=0.0, max_blocks=2, overhead_fraction=0.1))
+    r = simulate(w, dev, pol)
+    e = r.engine
+    # Frame 0 and the new video's first frame have nothing to reuse; frame 1 recomputes half of blocks 0-1,
+    # frame 2 none of them; block matching costs 10% of the 10 ms model.
+    assert list(e.compute_ms) == pytest.approx([10.0, 0.5 * 1 + 0.5 * 2 + 3 + 4, 7.0, 10.0])
+    assert list(e.lookup_ms) == pytest.approx([0.0, 1.0, 1.0, 0.0])
+    assert np.all(e.answer == w.prediction) and r.metrics["accuracy_loss_pt"] == 0.0
+
+
+def test_foggycache_reuses_after_enough_homogeneous_neighbours():
+    desc = np.zeros((10, 48), np.float32)
+    desc[:, 0] = 1.0
+    w = hand_workload([3] * 10, input_desc=desc)
+    pol = Policy(name="f", kind="foggycache", foggycache=FoggyCacheConfig(k=5, homogeneity=0.8))
+    r = simulate(w, hand_device(), pol)
+    e = r.engine
+    # 4 of 5 votes are needed: the first four frames run the model and become records.
+    assert list(e.exit_pos) == [FULL] * 4 + [INPUT] * 6
+    assert np.all(e.compute_ms[4:] == 0.0) and np.all(e.answer == 3)
+    assert list(e.entries) == [0, 1, 2, 3] + [4] * 6
+    assert r.metrics["exit_histogram"]["input"] == 6
+
+
+# -------------------------------------------------------------------------------------- shipped trace
+
+
+def _medians(processor: str | None = None) -> tuple[str, list[str], list[float]]:
+    doc = json.loads(PROFILE.read_text())
+    p = processor or doc["device"]["default_processor"]
+    return p, [b["name"] for b in doc["blocks"]], [b["latency"][p]["median_ms"] for b in doc["blocks"]]
+
+
+@pytest.fixture(scope="module")
+def presets():
+    return {r.policy.name: r for r in shipped_presets()}
+
+
+def test_no_cache_costs_the_sum_of_the_profile_block_medians(presets):
+    _, _, medians = _medians()
+    r = presets["no-cache"]
+    e = r.engine
+    assert np.all(e.exit_pos == FULL)
+    assert np.allclose(e.compute_ms + e.lookup_ms + e.update_ms, sum(medians), rtol=1e-12)
+    assert r.metrics["speedup"] == 1.0
+    assert r.metrics["accuracy_loss_pt"] == 0.0
+    assert r.metrics["mean_latency_ms"] == pytest.approx(sum(medians))
+    assert np.array_equal(e.answer, shipped_workload().prediction)
+
+
+def test_oracle_bounds_every_preset(presets):
+    assert set(presets) == set(PRESETS)
+    o = presets["oracle"].metrics
+    assert o["accuracy_loss_pt"] == 0.0
+    assert o["speedup"] > 1.0
+    for name, r in presets.items():
+        m = r.metrics
+        assert m["speedup"] <= o["speedup"] + 1e-12, name
+        if m["accuracy_loss_pt"] <= 0.0:
+            assert m["oracle_share"] <= 1.0 + 1e-12, name
+    w = shipped_workload()
+    assert np.array_equal(presets["oracle"].engine.answer, w.prediction)
+
+
+@pytest.mark.parametrize("name", ["smtm", "oracle"])
+def test_cache_frames_cost_blocks_to_their_exit_plus_lookups_at_the_cache_size(presets, name):
+    """Recompute each frame's latency from the profile file alone (block medians, lookup table)."""
+    doc = json.loads(PROFILE.read_text())
+    proc, blocks, medians = _medians()
+    cum = np.cumsum(medians)
+    table = doc["lookup"]
+    xs = np.asarray(table["entries"], float)
+
+    def look(exit: str, n: int) -> float:
+        return 0.0 if n <= 0 else float(np.interp(n, xs, table["exits"][exit]["median_ms"]))
+
+    r = presets[name]
+    e, exits = r.engine, r.enabled
+    cache = r.policy.cache
+    assert exits == tuple(doc["model"]["exit_points"])
+    assert e.entries.max() <= cache.hot_size + cache.cold_size
+    update = min(table["exits"][x]["median_ms"][0] for x in exits)
+    for i in range(len(e.exit_pos)):
+        pos, K, hot = int(e.exit_pos[i]), int(e.entries[i]), int(e.hot_entries[i])
+        stop = len(exits) if pos == FULL else pos
+        want_compute = cum[-1] if pos == FULL else cum[blocks.index(exits[pos])]
+        # Every exit passed searched the hot level and, where there are cold entries, both levels; the
+        # exit taken stops after the hot level when the hot level was confident.
+        want_lookup = sum(look(x, K) for x in exits[:stop])
+        if pos != FULL:
+            want_lookup += look(exits[pos], hot if e.hot_conf[i] else K)
+        assert e.compute_ms[i] == pytest.approx(want_compute, rel=1e-9), i
+        assert e.lookup_ms[i] == pytest.approx(want_lookup, rel=1e-9, abs=1e-12), i
+        assert e.update_ms[i] == pytest.approx(update if pos == FULL else 0.0), i
+        assert (e.level[i] >= 0) == (pos != FULL)
+
+
+# ---------------------------------------------------------------------------------- determinism, chunks
+
+
+@pytest.fixture(scope="module")
+def small():
+    return shipped_workload().select_videos(SMALL_VIDEOS), shipped_calibration().select_videos(SMALL_CALIBRATION_VIDEOS)
+
+
+def _same_run(a, b) -> None:
+    for name in FRAME_ARRAYS:
+        assert np.array_equal(getattr(a.engine, name), getattr(b.engine, name)), name
+    for name in ("start_s", "finish_s", "dropped"):
+        assert np.array_equal(getattr(a.des, name), getattr(b.des, name), equal_nan=name != "dropped"), name
+    assert a.engine.scene_changes == b.engine.scene_changes
+    assert a.metrics == b.metrics
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_same_inputs_give_identical_results(small, name):
+    w, calib = small
+    dev = shipped_device()
+    a = simulate(w, dev, preset(name, dev.exits), calibration=calib)
+    b = simulate(w, dev, preset(name, dev.exits), calibration=calib)
+    _same_run(a, b)
+    assert a.policy == b.policy  # the fitted calibration too
+
+
+def _slow(dev, factor: float):
+    """The device, every block ``factor`` times slower: frames queue up and some are dropped."""
+    procs = {k: dataclasses.replace(p, block_ms=p.block_ms * factor, block_mj=p.block_mj * factor)
+             for k, p in dev.processors.items()}
+    return dataclasses.replace(dev, processors=procs)
+
+
+def _every_option(exits: tuple[str, ...]) -> Policy:
+    """SMTM with the non-default options: margin metric, cold level from a deeper exit, decayed LFU, all
+    adaptation strategies with shrinking on a scene change."""
+    return Policy(name="every-option", kind="smtm", exits=list(exits[1:]),
+                  cache=CacheConfig(hot_size=2, cold_size=6, cold_from=exits[2], replacement="lfu-decay", half_life_s=5),
+                  metric=MetricConfig(kind="margin", thresholds={e: 0.6 for e in exits}),
+                  adaptation=AdaptationConfig(strategies=["working-set", "ema", "scene-reset"], window_s=20, min_hot=1,
+                                              max_hot=5, miss_streak=2, on_scene_change="shrink", keep=3))
+
+
+@pytest.mark.parametrize("slow", [1.0, 1500.0], ids=["real-time", "overloaded"])
+@pytest.mark.parametrize("name", ["smtm", "oracle", "foggycache", "every-option"])
+def test_speculative_chunks_decide_like_frame_by_frame(small, name, slow):
+    w, calib = small
+    dev = _slow(shipped_device(), slow)
+    pol = _every_option(dev.exits) if name == "every-option" else preset(name, dev.exits)
+    pol, enabled = resolve(pol, w, dev, calib)
+    runs = [run_once(w, dev, pol, enabled, chunk=c) for c in (None, 1, 7)]
+    if slow > 1:
+        assert runs[0].metrics["dropped"] > 0
+    assert runs[0].metrics["exit_histogram"]["full"] < runs[0].metrics["processed"]  # the cache does answer
+    for r in runs[1:]:
+        _same_run(runs[0], r)
+
+
+def test_energy_counts_active_frames_and_idle_time():
+    # 10 frames at 10 fps, 4 ms each at 2000 mW (8 mJ), idle at 100 mW from the first arrival until one frame
+    # period after the last frame finished (0.9 s + 4 ms + 0.1 s), less the 40 ms busy.
+    r = simulate(hand_workload([0] * 10), hand_device(), Policy(name="n", kind="no-cache"))
+    assert r.metrics["active_energy_mj_per_frame"] == pytest.approx(8.0)
+    assert r.metrics["energy_mj_per_frame"] == pytest.approx((10 * 8.0 + 100.0 * (1.004 - 0.040)) / 10)
