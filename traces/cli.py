@@ -250,39 +250,125 @@ def stats_cmd(file, as_json, html_out, window_s) -> None:
 
 
 
+_USER_MODEL_ONLY = {"exit_points": "--exit-points", "input_size": "--input-size", "num_classes": "--num-classes",
+                    "class_names_path": "--class-names", "weights": "--weights", "calibration_frames": "--calibration-frames",
+                    "calibration_trace": "--calibration-trace", "dims": "--dims"}
+_FRAMES_ONLY = {"fps": "--fps", "resize": "--resize", "normalize": "--normalize"}
+_RENDER_ONLY = {"strength": "--strength"}
+
+
+def _given(ctx: click.Context, names: dict[str, str]) -> list[str]:
+    return [flag for name, flag in names.items()
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+
+
 @trace.command("record")
-@click.option("--trace", "labels_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Label trace to follow (Parquet, either level; its labels are used).")
+@click.option("--trace", "labels_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Label trace to follow (Parquet, either level; its labels are used). Required for rendered frames; "
+                   "with --frames, the ground truth (matched by video name and frame index).")
+@click.option("--frames", "frames_path", default=None, type=click.Path(path_type=Path),
+              help="Record these frames instead of rendering: a video file, a folder of images (one video), or a "
+                   "folder of image subfolders and/or video files (one video each). Images sorted by name.")
 @click.option("--model", "model", default="reference", show_default=True,
-              help="'reference' (the shipped reference CNN) or a directory holding refnet.safetensors, "
-                   "encoders.safetensors and heads.safetensors (as `reference train --out` writes).")
+              help="'reference' (the shipped reference CNN), a directory holding refnet.safetensors, "
+                   "encoders.safetensors and heads.safetensors (as `reference train --out` writes), or your own "
+                   "model as FILE.py:FUNCTION (FUNCTION() returns a torch.nn.Module; needs --frames).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Recorded trace to write.")
-@click.option("--mapping", default="rank", show_default=True,
+@click.option("--mapping", default=None,
               help="'rank' (trace classes by frequency rank, over the whole label trace, onto a seeded permutation "
-                   "of the model's classes) or a JSON file {trace class: model class} (names or ids).")
+                   "of the model's classes) or a JSON file {trace class: model class} (names or ids). "
+                   "Default: rank for rendered frames; with --frames and a label trace, give it explicitly.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the rendered appearance and motion (and of the rank mapping's permutation).")
 @click.option("--strength", type=click.FloatRange(0.0, 1.5), default=None,
-              help="Nuisance strength (default: the one the model was trained at).")
+              help="Nuisance strength of rendered frames (default: the one the model was trained at).")
 @click.option("--videos", default=None, help="Comma-separated video ids to keep (default: all).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Keep only the first N frames.")
-@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="Frames rendered per batch.")
-def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_frames, batch) -> None:
-    """Render a video that follows a label trace and record what the model computes on every frame.
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="Frames per model batch.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--frames: frame rate of image folders (default: the label trace's; needed without one).")
+@click.option("--resize", type=click.Choice(["stretch", "crop"]), default="stretch", show_default=True,
+              help="--frames: fit frames to the model's input size by stretching, or by a centred crop to its "
+                   "aspect ratio first.")
+@click.option("--normalize", default="unit", show_default=True,
+              help="--frames with your model: its input normalisation, 'unit' (RGB in [0, 1]), 'imagenet', or "
+                   "MEAN_R,MEAN_G,MEAN_B/STD_R,STD_G,STD_B of RGB in [0, 1].")
+@click.option("--exit-points", default=None, help="Your model: comma-separated submodule names to exit after, in order.")
+@click.option("--input-size", default=None, help="Your model: input height x width, e.g. 224x224.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Your model: number of output classes.")
+@click.option("--class-names", "class_names_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your model: its class names, one per line in class-id order (default: 0, 1, ...).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your model: a safetensors state dict to load into the module FUNCTION() returns.")
+@click.option("--calibration-frames", type=click.Path(path_type=Path), default=None,
+              help="Your model: frames (same forms as --frames) to fit the semantic encoders and exit heads on.")
+@click.option("--calibration-trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your model: labels of the calibration frames (else the PCA is fitted unsupervised and the heads "
+                   "learn the model's own predictions).")
+@click.option("--dims", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Your model: semantic vector width (PCA dimensions; capped by channels and calibration frames).")
+def record_cmd(labels_path, frames_path, model, out, mapping, seed, strength, videos, max_frames, batch, fps, resize,
+               normalize, exit_points, input_size, num_classes, class_names_path, weights, calibration_frames,
+               calibration_trace, dims) -> None:
+    """Record what a model computes on every frame: rendered frames that follow a label trace, or your own.
 
     Per frame: the semantic vector at every exit point, each exit head's top-1 and entropy, the full
     model's prediction and the share of the frame that changed. The output is a recorded trace
     (traces/FORMAT.md) bound to the model's fingerprint.
+
+    \b
+    Rendered (the reference CNN's procedural objects, following the label trace):
+      run_sim.py trace record --trace LABELS --out rec.parquet
+    Your frames and model (encoders and exit heads fitted on the calibration frames and written
+    next to the output as rec.encoders.safetensors and rec.heads.safetensors):
+      run_sim.py trace record --frames clips/ --trace labels.parquet --mapping map.json \\
+        --model mynet.py:build --weights mynet.safetensors --exit-points layer2,layer3 \\
+        --input-size 224x224 --num-classes 1000 --normalize imagenet \\
+        --calibration-frames calib/ --calibration-trace calib.parquet --out rec.parquet
+    Without --trace, the model's own predictions stand in for the labels, and the trace says so.
     """
+    ctx = click.get_current_context()
+    user_only = _given(ctx, _USER_MODEL_ONLY)
+    from traces.user_model import parse_model_ref
+
+    user_ref = parse_model_ref(model)
+    if user_ref is None and user_only:
+        raise click.BadParameter("only applies to your own model (--model FILE.py:FUNCTION)", param_hint=user_only[0])
+    if frames_path is None:
+        if user_ref is not None:
+            raise click.BadParameter("your own model records your frames: give --frames", param_hint="--model")
+        frames_only = _given(ctx, _FRAMES_ONLY)
+        if frames_only:
+            raise click.BadParameter("only applies with --frames", param_hint=frames_only[0])
+        if labels_path is None:
+            raise click.UsageError("give --trace LABELS (rendered frames follow it) or --frames PATH")
+        _record_rendered(labels_path, model, out, mapping or "rank", seed, strength, videos, max_frames, batch)
+        return
+    rendered = _given(ctx, _RENDER_ONLY)
+    if rendered:
+        raise click.BadParameter("only applies to rendered frames, not --frames", param_hint=rendered[0])
+    if user_ref is None and ctx.get_parameter_source("normalize") == click.core.ParameterSource.COMMANDLINE \
+            and normalize.strip().lower() != "unit":
+        raise click.BadParameter("the reference CNN takes RGB in [0, 1] ('unit')", param_hint="--normalize")
+    _record_frames(frames_path, labels_path, model, user_ref, out, mapping, seed, videos, max_frames, batch, fps,
+                   resize, normalize, exit_points, input_size, num_classes, class_names_path, weights,
+                   calibration_frames, calibration_trace, dims)
+
+
+def _progress_bar(total, desc: str):
     import sys
 
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, file=sys.stderr)
+
+
+def _record_rendered(labels_path, model, out, mapping, seed, strength, videos, max_frames, batch) -> None:
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from engram.errors import EngramError
     from kernels.procedural import CATALOGUE
-    from kernels.reference.store import load_reference
     from traces.format import RecordedTrace, read_trace, write_trace
     from traces.mapping import file_mapping, frequency_rank_mapping
     from traces.record import RecordSettings, record
@@ -308,14 +394,8 @@ def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_fra
         labels = labels.select_rows(np.arange(max_frames))
     if len(labels) == 0:
         raise EngramError("no frames to record", path=labels_path)
-    if model == "reference":
-        ref = load_reference()
-    else:
-        path = Path(model)
-        if not path.is_dir():
-            raise EngramError(f"--model: expected 'reference' or a model directory, got {model!r}")
-        ref = load_reference(path)
-    bar = tqdm(total=len(labels), desc="recording", unit="frame", dynamic_ncols=True, file=sys.stderr)
+    ref = _load_reference_model(model)
+    bar = _progress_bar(len(labels), "recording")
 
     def progress(done: int, total: int) -> None:
         bar.update(done - bar.n)
@@ -328,3 +408,120 @@ def record_cmd(labels_path, model, out, mapping, seed, strength, videos, max_fra
     acc = float(np.mean(rec.prediction == rec.true_class))
     click.echo(f"wrote {out}: {len(rec):,} frames of {len(rec.labels.video_names)} videos, "
                f"{len(np.unique(rec.true_class))} model classes, full-model accuracy {acc:.1%}")
+
+
+def _load_reference_model(model: str):
+    from engram.errors import EngramError
+    from kernels.reference.store import load_reference
+
+    if model == "reference":
+        return load_reference()
+    path = Path(model)
+    if not path.is_dir():
+        raise EngramError(f"--model: expected 'reference', a model directory or FILE.py:FUNCTION, got {model!r}")
+    return load_reference(path)
+
+
+def _label_trace(path: Path):
+    from traces.format import RecordedTrace, read_trace
+
+    whole = read_trace(path)
+    return whole.labels if isinstance(whole, RecordedTrace) else whole
+
+
+def _class_mapping(mapping: str | None, labels, labels_path: Path, names: list[str], seed: int, option: str):
+    from engram.errors import EngramError
+    from traces.mapping import file_mapping, frequency_rank_mapping
+
+    if mapping is None:
+        also = ", or --mapping rank" if option == "--trace" else ""
+        raise EngramError(f"{labels_path} has its own classes: declare which model class each stands for with "
+                          f"--mapping FILE.json ({{trace class: model class}}){also}", field="--mapping")
+    if mapping == "rank":
+        if option == "--calibration-trace":
+            raise EngramError("a calibration trace needs --mapping FILE.json: the rank mapping depends on each "
+                              "trace's class frequencies", field="--mapping")
+        return frequency_rank_mapping(labels, names, seed)
+    return file_mapping(Path(mapping), labels, names)
+
+
+def _record_frames(frames_path, labels_path, model, user_ref, out, mapping, seed, videos, max_frames, batch, fps,
+                   resize, normalize, exit_points, input_size, num_classes, class_names_path, weights,
+                   calibration_frames, calibration_trace, dims) -> None:
+    import numpy as np
+    import torch
+
+    from traces.record_frames import FramesModel, extract, fit_on_calibration, plan_frames, record_frames, write_recording
+    from traces.user_model import Normalisation, load_user_model, parse_input_size, parse_normalisation, read_class_names
+
+    torch.set_num_threads(2)
+    if user_ref is not None:
+        missing = [flag for flag, v in (("--exit-points", exit_points), ("--input-size", input_size),
+                                        ("--calibration-frames", calibration_frames)) if v is None]
+        if num_classes is None and class_names_path is None:
+            missing.append("--num-classes")
+        if missing:
+            raise click.UsageError(f"your own model needs {', '.join(missing)}"
+                                   + (" (its semantic encoders and exit heads are fitted on calibration frames, "
+                                      "never on the frames being recorded)" if "--calibration-frames" in missing else ""))
+        if calibration_trace is not None and calibration_frames is None:
+            raise click.BadParameter("needs --calibration-frames", param_hint="--calibration-trace")
+        norm = parse_normalisation(normalize)
+        size = parse_input_size(input_size)
+        exits = [e.strip() for e in exit_points.split(",") if e.strip()]
+        from traces.format import EXIT_NAME
+
+        bad = [e for e in exits if not EXIT_NAME.match(e)]
+        if bad:
+            raise click.BadParameter(f"{bad[0]!r} cannot name a trace column (letters, digits, _ . -)",
+                                     param_hint="--exit-points")
+        names = read_class_names(class_names_path) if class_names_path is not None else None
+        um = load_user_model(user_ref[0], user_ref[1], exits, size, num_classes, names, weights)
+        fm = FramesModel(um.model, um.class_names, norm, {}, {}, um.provenance)
+    else:
+        from kernels.procedural import CATALOGUE
+
+        ref = _load_reference_model(model)
+        norm = Normalisation("unit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        fm = FramesModel(ref.model, tuple(CATALOGUE.names()), norm, ref.encoders, ref.heads,
+                         {"kind": "reference", "name": ref.model.name, "path": model})
+
+    out = Path(out)
+    labels = cmap = None
+    if labels_path is not None:
+        labels = _label_trace(labels_path)
+        cmap = _class_mapping(mapping, labels, labels_path, list(fm.class_names), seed, "--trace")
+    wanted = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
+    plan = plan_frames(frames_path, labels, labels_path, fps, wanted, max_frames)
+
+    fitted = None
+    if user_ref is not None:
+        cal_labels = cal_map = None
+        if calibration_trace is not None:
+            cal_labels = _label_trace(calibration_trace)
+            cal_map = _class_mapping(mapping, cal_labels, calibration_trace, list(fm.class_names), seed,
+                                     "--calibration-trace")
+        cal_plan = plan_frames(calibration_frames, cal_labels, calibration_trace, need_fps=False)
+        bar = _progress_bar(cal_plan.total(), "calibrating")
+        try:
+            feats = extract(fm.model, fm.norm, cal_plan, resize, batch, progress=bar.update)
+        finally:
+            bar.close()
+        fitted = fit_on_calibration(fm.model, feats, cal_plan, cal_map, dims)
+
+    bar = _progress_bar(plan.total(), "recording")
+    try:
+        recording = record_frames(plan, fm, cmap, out, resize, batch, fitted, progress=bar.update)
+    finally:
+        bar.close()
+    write_recording(recording, out)
+    rec = recording.trace
+    line = f"wrote {out}: {len(rec):,} frames of {len(rec.labels.video_names)} videos"
+    if labels is not None:
+        acc = float(np.mean(rec.prediction == rec.true_class))
+        line += f", {len(np.unique(rec.true_class))} model classes, full-model accuracy {acc:.1%}"
+    else:
+        line += ", no labels: ground truth is the model's own prediction"
+    if recording.sidecars:
+        line += "; encoders and exit heads in " + ", ".join(p.name for p in recording.sidecars)
+    click.echo(line)

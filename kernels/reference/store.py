@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file as save_numpy
+from safetensors.numpy import save as save_numpy_bytes
 from safetensors.torch import save_file as save_torch
 
 from engram.errors import FormatError, MismatchError
@@ -34,6 +34,7 @@ MODEL_FORMAT = "engram.refnet"
 ENCODER_FORMAT = "engram.semantic-encoders"
 HEADS_FORMAT = "engram.exit-heads"
 VERSION = 1
+HEADS_KIND = "linear classifier on globally average-pooled exit features (logistic regression)"
 
 
 @dataclass
@@ -49,12 +50,31 @@ class ReferenceModel:
         return self.model.fingerprint()
 
 
-def _save_exit_arrays(path: Path, arrays: dict[str, np.ndarray], fmt: str, fp: dict[str, str], meta: dict[str, Any]) -> Path:
-    """Per-exit arrays bound to a model fingerprint (encoders, heads)."""
+def _exit_arrays_bytes(arrays: dict[str, np.ndarray], fmt: str, fp: dict[str, str], meta: dict[str, Any]) -> bytes:
+    """Per-exit arrays bound to a model fingerprint (encoders, heads), as safetensors file bytes."""
     full = {"format": fmt, "version": VERSION, "model_fingerprint": fp, **meta}
-    with atomic_path(path) as tmp:
-        save_numpy(arrays, str(tmp), metadata={"engram": json.dumps(full, sort_keys=True)})
-    return path
+    return save_numpy_bytes(arrays, metadata={"engram": json.dumps(full, sort_keys=True)})
+
+
+def encoders_bytes(encoders: dict[str, SemanticEncoder], fp: dict[str, str], meta: dict[str, Any] | None = None) -> bytes:
+    """An encoders file (as ``encoders.safetensors``) for the model with fingerprint ``fp``; ``load_encoders`` reads it."""
+    arrays: dict[str, np.ndarray] = {}
+    for e, enc in encoders.items():
+        arrays[f"{e}.mean"] = enc.mean
+        arrays[f"{e}.components"] = enc.components
+        arrays[f"{e}.centres"] = enc.centres
+    enc_meta = {"exits": list(encoders), "dims": {e: enc.dims for e, enc in encoders.items()}, **(meta or {})}
+    return _exit_arrays_bytes(arrays, ENCODER_FORMAT, fp, enc_meta)
+
+
+def heads_bytes(heads: dict[str, ExitHead], fp: dict[str, str], meta: dict[str, Any] | None = None) -> bytes:
+    """An exit-heads file (as ``heads.safetensors``) for the model with fingerprint ``fp``; ``load_heads`` reads it."""
+    arrays: dict[str, np.ndarray] = {}
+    for e, h in heads.items():
+        arrays[f"{e}.weight"] = h.weight
+        arrays[f"{e}.bias"] = h.bias
+    head_meta = {"exits": list(heads), "kind": HEADS_KIND, **(meta or {})}
+    return _exit_arrays_bytes(arrays, HEADS_FORMAT, fp, head_meta)
 
 
 def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Path]:
@@ -67,20 +87,12 @@ def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Pa
     with atomic_path(mpath) as tmp:
         save_torch(tensors, str(tmp), metadata={"engram": json.dumps(model_meta, sort_keys=True)})
 
-    arrays: dict[str, np.ndarray] = {}
-    for e, enc in ref.encoders.items():
-        arrays[f"{e}.mean"] = enc.mean
-        arrays[f"{e}.components"] = enc.components
-        arrays[f"{e}.centres"] = enc.centres
-    enc_meta = {"exits": list(ref.encoders), "dims": {e: enc.dims for e, enc in ref.encoders.items()}, **ref.encoder_meta}
-    epath = _save_exit_arrays(directory / ENCODER_FILE, arrays, ENCODER_FORMAT, fp, enc_meta)
-
-    head_arrays: dict[str, np.ndarray] = {}
-    for e, h in ref.heads.items():
-        head_arrays[f"{e}.weight"] = h.weight
-        head_arrays[f"{e}.bias"] = h.bias
-    head_meta = {"exits": list(ref.heads), "kind": "linear classifier on globally average-pooled exit features (logistic regression)"}
-    hpath = _save_exit_arrays(directory / HEADS_FILE, head_arrays, HEADS_FORMAT, fp, head_meta)
+    epath = directory / ENCODER_FILE
+    with atomic_path(epath) as tmp:
+        tmp.write_bytes(encoders_bytes(ref.encoders, fp, ref.encoder_meta))
+    hpath = directory / HEADS_FILE
+    with atomic_path(hpath) as tmp:
+        tmp.write_bytes(heads_bytes(ref.heads, fp))
     return mpath, epath, hpath
 
 
