@@ -92,7 +92,7 @@ def cache_over_time(result, workload, window: int = 50) -> go.Figure:
     fig.update_layout(title=f"{result.policy.name}: hit rate and cache size over time "
                             "(red: scene change acted on; dashed grey: new video)",
                       xaxis_title="time (s)", yaxis={"title": "hit rate", "range": [0, 1.05]},
-                      yaxis2={"title": "entries", "overlaying": "y", "side": "right"}, height=420)
+                      yaxis2={"title": "entries", "overlaying": "y", "side": "right", "rangemode": "tozero"}, height=420)
     return fig
 
 

@@ -77,6 +77,7 @@ class SmtmEngine(Engine):
         w = workload
         E = len(enabled)
         self.V = np.ascontiguousarray(w.vectors[:, self.ex_idx, :])  # (n, E, d)
+        self.VT = np.ascontiguousarray(self.V.transpose(1, 0, 2))  # (E, n, d): a window is one contiguous slab
         dims = tuple(w.dims[j] for j in self.ex_idx)
         max_hot = self.ad.max_hot if "working-set" in self.strategies else None
         self.cache = SemanticCache(cfg, E, self.V.shape[2], dims, w.num_classes, max_hot=max_hot)
@@ -94,6 +95,11 @@ class SmtmEngine(Engine):
             self.logit_thr = np.log(thr / (1 - thr))
         else:
             self.coeffs = None
+        if self.coeffs is not None:
+            self._w1 = (self.coeffs[:, 1] - self.coeffs[:, 2])[:, None]
+            self._w2 = self.coeffs[:, 2][:, None]
+        self._bias_memo: dict[tuple, np.ndarray] = {}
+        self._cols = np.arange(max(1024, chunk or 0))
         self.n_enabled = E
         self.prefix_ms_ext = np.r_[self.prefix_ms, self.full_ms]
         self.prefix_mj_ext = np.r_[self.prefix_mj, self.full_mj]
@@ -205,20 +211,28 @@ class SmtmEngine(Engine):
         self._tab_memo[key] = (cold_stage, tab)
         return cold_stage, tab
 
-    def _conf(self, s1: np.ndarray, s2: np.ndarray, n: int) -> np.ndarray:
-        """Exit-metric decision (E, b) for a stage that searched ``n`` entries."""
+    def _conf(self, s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Exit-metric decisions (G, E, b) for G stages that searched ``n[g]`` entries (top-1 ``s1``, top-2 ``s2``)."""
         m = self.metric
         if m == "cosine":
             return s1 >= self.thresholds[:, None]
         if m == "margin":
-            return (s1 - s2 if n > 1 else s1) >= self.thresholds[:, None]
-        c = self.coeffs
-        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold).
-        a = (c[:, 0] + c[:, 3] * np.log(n) - self.logit_thr)[:, None]
-        z = a + (c[:, 1] - c[:, 2])[:, None] * np.log(np.maximum(1.0 - s1, MIN_DISTANCE))
-        if n > 1:
-            z += c[:, 2][:, None] * np.log(np.maximum(1.0 - s2, MIN_DISTANCE))
-        return z >= 0.0
+            return np.where((n > 1)[:, None, None], s1 - s2, s1) >= self.thresholds[:, None]
+        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold). With a single
+        # entry there is no runner-up: its term is left out (d2 = 1, log d2 = 0).
+        a = self._conf_bias(n)
+        l1 = np.log(np.maximum(1.0 - s1, MIN_DISTANCE))
+        l2 = np.where((n > 1)[:, None, None], np.log(np.maximum(1.0 - s2, MIN_DISTANCE)), 0.0)
+        return a + self._w1 * l1 + self._w2 * l2 >= 0.0
+
+    def _conf_bias(self, n: np.ndarray) -> np.ndarray:
+        key = tuple(n.tolist())
+        a = self._bias_memo.get(key)
+        if a is None:
+            c = self.coeffs
+            a = (c[None, :, 0] + c[None, :, 3] * np.log(np.maximum(n, 1))[:, None] - self.logit_thr[None, :])[:, :, None]
+            self._bias_memo[key] = a
+        return a
 
     def _evaluate(self, i: int) -> None:
         w, cache = self.w, self.cache
@@ -226,13 +240,16 @@ class SmtmEngine(Engine):
         stop = min(len(w), i + self.chunk)
         if self.reset_on_video:
             stop = min(stop, int(self.next_video[i]))
-        slots = np.flatnonzero(cache.cls >= 0)
+        # Occupied slots, the hot level's first, so that the hot level's similarities are a leading slice.
+        valid = cache.cls >= 0
+        is_hot = cache.level == HOT
+        hot_slots = np.flatnonzero(valid & is_hot)
+        n_hot = len(hot_slots)
+        slots = np.concatenate([hot_slots, np.flatnonzero(valid & ~is_hot)]) if n_hot < cache.cls.size else hot_slots
         K = len(slots)
         if K == 0 or self.collect:
             stop = i + 1
         b = stop - i
-        hot = cache.level[slots] == HOT
-        n_hot = int(np.count_nonzero(hot))
         self.win_start, self.win_end, self.win_version = i, stop, cache.version
         self.w_entries, self.w_hot = K, n_hot
 
@@ -244,11 +261,14 @@ class SmtmEngine(Engine):
             slot = np.full(b, -1)
         else:
             cls = cache.cls[slots]
-            V = self.V[i:stop]  # (b, E, d)
-            S = np.matmul(V.transpose(1, 0, 2), cache.centres[slots].transpose(1, 2, 0))  # (E, b, K)
-            Sh = S if n_hot == K else np.where(hot, S, NEG)
-            t1h, s1h, s2h = _top2(Sh)
-            if cold_stage.any() and n_hot < K:
+            S = np.matmul(self.VT[:, i:stop], cache.centres[slots].transpose(1, 2, 0))  # (E, b, K)
+            search_all = n_hot < K and bool(cold_stage.any())
+            if n_hot:
+                t1h, s1h, s2h = _top2(S[:, :, :n_hot])
+            else:
+                t1h = np.zeros((E, b), dtype=np.int64)
+                s1h = s2h = np.full((E, b), NEG)
+            if search_all:
                 t1a, s1a, s2a = _top2(S)
             else:
                 t1a, s1a, s2a = t1h, s1h, s2h
@@ -258,32 +278,34 @@ class SmtmEngine(Engine):
                 conf_a = cls[t1a] == pred
             elif self.collect:
                 conf_h = conf_a = np.zeros((E, b), dtype=bool)
+            elif search_all:
+                conf_h, conf_a = self._conf(np.stack([s1h, s1a]), np.stack([s2h, s2a]), np.array([n_hot, K]))
             else:
-                conf_h = self._conf(s1h, s2h, n_hot) if n_hot else np.zeros((E, b), dtype=bool)
-                conf_a = self._conf(s1a, s2a, K) if n_hot < K else conf_h
+                conf_h = conf_a = self._conf(s1h[None], s2h[None], np.array([n_hot]))[0]
             if not n_hot:
                 conf_h = np.zeros((E, b), dtype=bool)
-            flags = conf_h | (cold_stage[:, None] & conf_a)
+            flags = conf_h | (cold_stage[:, None] & conf_a) if search_all else conf_h
             exits = flags.any(axis=0)
             fe = np.where(exits, np.argmax(flags, axis=0), E)
             fc = np.minimum(fe, E - 1)
-            cols = np.arange(b)
+            cols = self._cols[:b]
             hc = conf_h[fc, cols] & exits
             slot = np.where(exits, slots[np.where(hc, t1h[fc, cols], t1a[fc, cols])], -1)
             if self.collect or self.log_samples:
                 self._log(i, stop, n_hot, K, s1h, s2h, cls[t1h], s1a, s2a, cls[t1a], cold_stage, exits, slot)
         exited = fe < E
-        lvl = np.where(exited, cache.level[np.maximum(slot, 0)], -1).astype(np.int8)
+        safe = np.maximum(slot, 0)
+        lvl = np.where(exited, cache.level[safe], -1).astype(np.int8)
         costs = cost_tab[hc.astype(np.int64), fe]  # (b, 2)
         self.w_fe, self.w_hc, self.w_slot, self.w_level = fe, hc, slot, lvl
-        self.w_answer = np.where(exited, cache.cls[np.maximum(slot, 0)], w.prediction[i:stop])
+        self.w_answer = np.where(exited, cache.cls[safe], w.prediction[i:stop])
         self.w_compute = self.prefix_ms_ext[fe]
         self.w_lookup = costs[:, 0]
         self.w_energy = self.prefix_mj_ext[fe] + costs[:, 1]
         event = ~exited | (lvl == COLD)
         self.w_event = event
-        if event.any():
-            k = int(np.argmax(event))
+        k = int(np.argmax(event))
+        if event[k]:
             self.win_end = i + k + 1
             if self.fixed_chunk is None:
                 self.chunk = max(16, 2 * (k + 1))
