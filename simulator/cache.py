@@ -73,8 +73,10 @@ class SemanticCache:
         if len(slots) == 0:
             return
         np.maximum.at(self.last, slots, times)
-        np.add.at(self.count, slots, 1.0)
-        np.logaddexp2.at(self.logscore, slots, times / self.cfg.half_life_s)
+        # Use counts and decayed scores matter only to the rules that read them (LRU reads `last` alone).
+        if self.cfg.replacement != "lru":
+            np.add.at(self.count, slots, 1.0)
+            np.logaddexp2.at(self.logscore, slots, times / self.cfg.half_life_s)
         # No version bump: uses change no lookup result, only which class leaves next.
 
     def touch_one(self, slot: int, t: float) -> None:
@@ -129,7 +131,7 @@ class SemanticCache:
             self.centres[slot] = vectors
         else:
             m = (1.0 - alpha) * self.centres[slot] + alpha * vectors
-            norms = np.linalg.norm(m, axis=1, keepdims=True)
+            norms = np.sqrt(np.einsum("ed,ed->e", m, m))[:, None]
             self.centres[slot] = m / np.maximum(norms, 1e-12)
         self.version += 1
 

@@ -56,7 +56,8 @@ def _top2(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t1 = np.argmax(s, axis=-1)
     if k == 1:
         return t1, s[..., 0], np.full(s.shape[:-1], NEG)
-    top = np.partition(s, k - 2, axis=-1)
+    # A full sort is cheaper than a partition on a handful of entries (the hot level).
+    top = np.sort(s, axis=-1) if k <= 8 else np.partition(s, k - 2, axis=-1)
     return t1, top[..., k - 1], top[..., k - 2]
 
 
@@ -100,6 +101,7 @@ class SmtmEngine(Engine):
             self._w2 = self.coeffs[:, 2][:, None]
         self._bias_memo: dict[tuple, np.ndarray] = {}
         self._cols = np.arange(max(1024, chunk or 0))
+        self._flags = np.ones((E + 1, len(self._cols)), dtype=bool)
         self.n_enabled = E
         self.prefix_ms_ext = np.r_[self.prefix_ms, self.full_ms]
         self.prefix_mj_ext = np.r_[self.prefix_mj, self.full_mj]
@@ -122,10 +124,10 @@ class SmtmEngine(Engine):
         self.win_start = self.win_end = 0
         self.win_version = -1
         self.cur_video = -1
-        self.pending_slots: list[int] = []
-        self.pending_times: list[float] = []
-        self.pending_classes: list[int] = []
+        self.pending: list[int] = []  # frames whose hits are not yet recorded as uses
+        self.hit_slot = np.full(len(w), -1, dtype=np.int64)
         self.last_answer = np.full(w.num_classes, -np.inf)
+        self.track_answers = "working-set" in self.strategies  # last_answer is the working set's only reader
         self.miss_streak = 0
         self.hits_since_miss = 0
         self.upd_mj = device.update_ms * self.proc.active_mw / 1000.0
@@ -166,9 +168,8 @@ class SmtmEngine(Engine):
             self._apply_event(i, int(self.w_slot[j]))
             self.win_end = self.win_start  # invalidate
             return (compute + lookup + update) / 1000.0
-        self.pending_slots.append(int(self.w_slot[j]))
-        self.pending_times.append(float(w.arrival_s[i]))
-        self.pending_classes.append(int(self.w_answer[j]))
+        self.hit_slot[i] = self.w_slot[j]
+        self.pending.append(i)
         self.hits_since_miss += 1
         return (compute + lookup) / 1000.0
 
@@ -211,27 +212,38 @@ class SmtmEngine(Engine):
         self._tab_memo[key] = (cold_stage, tab)
         return cold_stage, tab
 
-    def _conf(self, s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Exit-metric decisions (G, E, b) for G stages that searched ``n[g]`` entries (top-1 ``s1``, top-2 ``s2``)."""
+    def _conf(self, s1: list[np.ndarray], s2: list[np.ndarray], ns: tuple[int, ...]) -> np.ndarray:
+        """Exit-metric decisions (G, E, b) for G search stages, stage g having searched ``ns[g]`` entries and
+        found top-1 similarities ``s1[g]`` (E, b) and top-2 ``s2[g]`` (-inf without a runner-up)."""
         m = self.metric
+        G = len(ns)
         if m == "cosine":
-            return s1 >= self.thresholds[:, None]
+            return np.stack(s1) >= self.thresholds[:, None]
         if m == "margin":
-            return np.where((n > 1)[:, None, None], s1 - s2, s1) >= self.thresholds[:, None]
-        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold). With a single
-        # entry there is no runner-up: its term is left out (d2 = 1, log d2 = 0).
-        a = self._conf_bias(n)
-        l1 = np.log(np.maximum(1.0 - s1, MIN_DISTANCE))
-        l2 = np.where((n > 1)[:, None, None], np.log(np.maximum(1.0 - s2, MIN_DISTANCE)), 0.0)
-        return a + self._w1 * l1 + self._w2 * l2 >= 0.0
+            return np.stack([a - b if n > 1 else a for a, b, n in zip(s1, s2, ns)]) >= self.thresholds[:, None]
+        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold). Without a
+        # runner-up d2 = 1 (similarity 0, as in the calibration features): its log is 0. One pass over all
+        # stages' distances, in place (the float32 arithmetic of the calibration features).
+        d = np.empty((2 * G, *s1[0].shape), dtype=s1[0].dtype)
+        for k, s in enumerate((*s1, *s2)):
+            np.subtract(1.0, s, out=d[k])
+        np.maximum(d, MIN_DISTANCE, out=d)
+        np.log(d, out=d)
+        for g, n in enumerate(ns):
+            if n <= 1:
+                d[G + g] = 0.0
+        z = self._w1 * d[:G]
+        z += self._w2 * d[G:]
+        z += self._conf_bias(ns)
+        return z >= 0.0
 
-    def _conf_bias(self, n: np.ndarray) -> np.ndarray:
-        key = tuple(n.tolist())
-        a = self._bias_memo.get(key)
+    def _conf_bias(self, ns: tuple[int, ...]) -> np.ndarray:
+        a = self._bias_memo.get(ns)
         if a is None:
             c = self.coeffs
-            a = (c[None, :, 0] + c[None, :, 3] * np.log(np.maximum(n, 1))[:, None] - self.logit_thr[None, :])[:, :, None]
-            self._bias_memo[key] = a
+            n = np.maximum(np.array(ns, dtype=np.float64), 1.0)
+            a = (c[None, :, 0] + c[None, :, 3] * np.log(n)[:, None] - self.logit_thr[None, :])[:, :, None]
+            self._bias_memo[ns] = a
         return a
 
     def _evaluate(self, i: int) -> None:
@@ -279,14 +291,20 @@ class SmtmEngine(Engine):
             elif self.collect:
                 conf_h = conf_a = np.zeros((E, b), dtype=bool)
             elif search_all:
-                conf_h, conf_a = self._conf(np.stack([s1h, s1a]), np.stack([s2h, s2a]), np.array([n_hot, K]))
+                conf_h, conf_a = self._conf([s1h, s1a], [s2h, s2a], (n_hot, K))
             else:
-                conf_h = conf_a = self._conf(s1h[None], s2h[None], np.array([n_hot]))[0]
+                conf_h = conf_a = self._conf([s1h], [s2h], (n_hot,))[0]
             if not n_hot:
                 conf_h = np.zeros((E, b), dtype=bool)
-            flags = conf_h | (cold_stage[:, None] & conf_a) if search_all else conf_h
-            exits = flags.any(axis=0)
-            fe = np.where(exits, np.argmax(flags, axis=0), E)
+            # Row E of the flags is always set, so the first set row is the exit taken (E: none).
+            flags = self._flags[:, :b]
+            if search_all:
+                np.bitwise_and(cold_stage[:, None], conf_a, out=flags[:E])
+                np.bitwise_or(flags[:E], conf_h, out=flags[:E])
+            else:
+                flags[:E] = conf_h
+            fe = np.argmax(flags, axis=0)
+            exits = fe < E
             fc = np.minimum(fe, E - 1)
             cols = self._cols[:b]
             hc = conf_h[fc, cols] & exits
@@ -295,7 +313,7 @@ class SmtmEngine(Engine):
                 self._log(i, stop, n_hot, K, s1h, s2h, cls[t1h], s1a, s2a, cls[t1a], cold_stage, exits, slot)
         exited = fe < E
         safe = np.maximum(slot, 0)
-        lvl = np.where(exited, cache.level[safe], -1).astype(np.int8)
+        lvl = np.where(exited, cache.level[safe], -1).astype(np.int8, copy=False)
         costs = cost_tab[hc.astype(np.int64), fe]  # (b, 2)
         self.w_fe, self.w_hc, self.w_slot, self.w_level = fe, hc, slot, lvl
         self.w_answer = np.where(exited, cache.cls[safe], w.prediction[i:stop])
@@ -322,12 +340,13 @@ class SmtmEngine(Engine):
 
     # -- cache changes -----------------------------------------------------------------------------------
     def _flush(self) -> None:
-        if self.pending_slots:
-            self.cache.touch(np.array(self.pending_slots), np.array(self.pending_times))
-            np.maximum.at(self.last_answer, np.array(self.pending_classes), np.array(self.pending_times))
-            self.pending_slots.clear()
-            self.pending_times.clear()
-            self.pending_classes.clear()
+        if self.pending:
+            idx = np.array(self.pending)
+            times = self.w.arrival_s[idx]
+            self.cache.touch(self.hit_slot[idx], times)
+            if self.track_answers:
+                np.maximum.at(self.last_answer, self.answer[idx], times)
+            self.pending.clear()
 
     def _apply_event(self, i: int, slot: int) -> None:
         cache, ad = self.cache, self.ad
@@ -365,4 +384,5 @@ class SmtmEngine(Engine):
         else:
             s = cache.insert(c, vec, t)
         cache.touch_one(s, t)
-        self.cache_bytes = max(self.cache_bytes, cache.bytes())
+        if not present:  # only an insertion can grow the cache
+            self.cache_bytes = max(self.cache_bytes, cache.bytes())
