@@ -46,6 +46,7 @@ def _register() -> None:
     from kernels.memplan.cli import memplan
     from profiles.cli import profile
     from simulator.cli import compare_cmd, simulate_cmd
+    from simulator.sweep_cmd import sweep_cmd
     from traces.cli import trace
 
     cli.add_command(models)
@@ -55,6 +56,7 @@ def _register() -> None:
     cli.add_command(trace)
     cli.add_command(simulate_cmd)
     cli.add_command(compare_cmd)
+    cli.add_command(sweep_cmd)
 
 
 _register()

@@ -1,0 +1,193 @@
+"""`run_sim.py sweep`: the search space decodes to valid policies, the search is deterministic whatever the
+number of workers, it resumes after an interruption exactly where it stopped, constraints hold, the held-out
+videos are reported, and Ray gives the same answer as local workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engram.cli import main
+from simulator.presets import preset
+from simulator_helpers import PROFILE, shipped_device, write_small_traces
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return write_small_traces(tmp_path_factory.mktemp("sweep"))
+
+
+def _sweep(capsys, small, out, *more: str) -> tuple[int, dict | None, str]:
+    trace, calib = small
+    rc = main(["sweep", "--profile", str(PROFILE), "--trace", str(trace), "--calibration", str(calib), "--out", str(out),
+               "--no-progress", *more])
+    cap = capsys.readouterr()
+    result = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").exists() else None
+    return rc, result, cap.out + cap.err
+
+
+def _trials(result: dict) -> list[tuple]:
+    return [(t["number"], json.dumps(t["params"], sort_keys=True), json.dumps(t["metrics"], sort_keys=True))
+            for t in result["trials"]]
+
+
+def test_the_preset_is_a_point_of_the_space_and_every_point_is_a_valid_policy():
+    import optuna
+
+    from simulator.policy import check_policy, parse_policy
+    from simulator.sweep_space import decode, preset_params, suggest
+
+    dev = shipped_device()
+    p = decode(preset_params(dev.exits), dev.exits)
+    want = preset("smtm", dev.exits)
+    assert p.cache == want.cache and p.adaptation == want.adaptation and p.exits == list(dev.exits)
+    assert p.metric.kind == "calibrated" and p.metric.thresholds == pytest.approx(want.metric.thresholds)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(60):
+        t = study.ask()
+        pol = decode(suggest(t, dev.exits), dev.exits)
+        assert check_policy(pol, dev.exits, tuple(dev.processors))
+        assert parse_policy(pol.to_json()) == pol  # it survives its own file format
+        study.tell(t, 0.0)
+
+
+@pytest.fixture(scope="module")
+def one_worker(small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep-w1")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as buf, contextlib.redirect_stderr(io.StringIO()):
+        trace, calib = small
+        rc = main(["sweep", "--profile", str(PROFILE), "--trace", str(trace), "--calibration", str(calib), "--out",
+                   str(out), "--no-progress", "--trials", "8", "--batch", "4", "--workers", "1"])
+    assert rc == 0
+    return out, json.loads((out / "sweep.json").read_text()), buf.getvalue()
+
+
+def test_sweep_reports_the_chosen_policy_on_held_out_videos(one_worker):
+    out, result, text = one_worker
+    assert result["summary"]["trials"] == 8
+    tune, held = result["split"]["tuning"], result["split"]["heldout"]
+    assert tune and held and not set(tune) & set(held)
+    chosen = result["chosen"]
+    assert chosen is not None and chosen["trial"] == result["summary"]["chosen_trial"]
+    # The chosen trial is feasible, and the fastest feasible one.
+    feasible = [t for t in result["trials"] if all(c <= 0 for c in t["metrics"]["constraints"])]
+    assert chosen["tuning"]["accuracy_loss_pt"] <= 1.0
+    assert chosen["tuning"]["mean_latency_ms"] == min(t["metrics"]["mean_latency_ms"] for t in feasible)
+    # Replayed on the held-out videos, with every preset beside it.
+    names = [m["policy"] for m in result["heldout"]]
+    assert names[0].startswith("tuned") and {"no-cache", "smtm", "oracle", "foggycache"} <= set(names)
+    assert result["heldout"][0]["frames"] == result["summary"]["heldout_frames"]
+    assert json.loads((out / "chosen_policy.json").read_text())["kind"] == "smtm"
+    page = (out / "pareto.html").read_text()
+    assert "Pareto front" in page and "chosen (trial" in page
+    assert "chosen: trial" in text and "held-out videos" in text
+    # The first trial is the default preset.
+    assert result["trials"][0]["params"]["metric"] == "calibrated" and result["trials"][0]["params"]["hot_size"] == 4
+
+
+@pytest.mark.slow
+def test_same_results_whatever_the_number_of_workers(capsys, small, tmp_path, one_worker):
+    rc, result, _ = _sweep(capsys, small, tmp_path / "w2", "--trials", "8", "--batch", "4", "--workers", "2")
+    assert rc == 0
+    assert _trials(result) == _trials(one_worker[1])
+    assert result["chosen"]["trial"] == one_worker[1]["chosen"]["trial"]
+
+
+def test_an_interrupted_sweep_resumes_exactly(capsys, small, tmp_path, one_worker, monkeypatch):
+    """Kill the sweep while the second generation is being evaluated; starting it again gives the trials an
+    uninterrupted sweep gives."""
+    import simulator.sweep as sw
+
+    calls = {"n": 0}
+    real = sw.LocalPool.map
+
+    def dying_map(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(sw.LocalPool, "map", dying_map)
+    out = tmp_path / "resume"
+    rc, _, text = _sweep(capsys, small, out, "--trials", "8", "--batch", "4", "--workers", "1")
+    assert rc == 130 and "run the same command again to resume" in text
+    monkeypatch.setattr(sw.LocalPool, "map", real)
+    assert (out / "study.journal").exists() and not (out / "sweep.json").exists()
+    rc, result, _ = _sweep(capsys, small, out, "--trials", "8", "--batch", "4", "--workers", "1")
+    assert rc == 0
+    assert _trials(result) == _trials(one_worker[1])
+
+
+def test_a_sweep_can_be_extended(capsys, small, tmp_path, one_worker):
+    out = tmp_path / "extend"
+    assert _sweep(capsys, small, out, "--trials", "4", "--batch", "4", "--workers", "1")[0] == 0
+    rc, result, _ = _sweep(capsys, small, out, "--trials", "8", "--batch", "4", "--workers", "1")
+    assert rc == 0 and _trials(result) == _trials(one_worker[1])
+
+
+def test_other_settings_in_the_same_folder_are_refused(capsys, small, tmp_path):
+    out = tmp_path / "mixed"
+    assert _sweep(capsys, small, out, "--trials", "2", "--batch", "2", "--workers", "1")[0] == 0
+    rc, _, text = _sweep(capsys, small, out, "--trials", "2", "--batch", "2", "--workers", "1", "--max-loss", "0.5")
+    assert rc == 2 and "study.journal" in text and "other settings" in text and "Traceback" not in text
+    rc, result, _ = _sweep(capsys, small, out, "--trials", "2", "--batch", "2", "--workers", "1", "--max-loss", "0.5",
+                           "--restart")
+    assert rc == 0 and result["settings"]["max_loss"] == 0.5
+
+
+def test_impossible_constraints_choose_nothing(capsys, small, tmp_path):
+    rc, result, text = _sweep(capsys, small, tmp_path / "none", "--trials", "2", "--batch", "2", "--workers", "1",
+                              "--deadline-ms", "0.001")
+    assert rc == 0 and result["chosen"] is None and "no trial met the constraints" in text
+    assert all(t["metrics"]["constraints"][2] > 0 for t in result["trials"])
+
+
+def test_memory_budget_is_a_constraint(capsys, small, tmp_path):
+    rc, result, _ = _sweep(capsys, small, tmp_path / "mem", "--trials", "4", "--batch", "4", "--workers", "1",
+                           "--memory-budget", "1KiB")
+    assert rc == 0 and result["settings"]["memory_budget"] == 1024
+    assert result["chosen"] is None  # the model alone needs more than 1 KiB
+    rc, _, text = _sweep(capsys, small, tmp_path / "mem2", "--memory-budget", "lots")
+    assert rc == 2 and "--memory-budget" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_sweep_as_local_workers(capsys, small, tmp_path, one_worker):
+    ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    if not os.path.exists(ray_bin):
+        pytest.skip("the ray command is not installed")
+    port = _free_port()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+                            "--temp-dir", str(tmp)], capture_output=True, text=True, timeout=180, env=env)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        rc, result, text = _sweep(capsys, small, tmp_path / "ray-out", "--trials", "8", "--batch", "4",
+                                  "--ray", f"127.0.0.1:{port}")
+        assert rc == 0, text
+        assert _trials(result) == _trials(one_worker[1])
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        time.sleep(1)
+        shutil.rmtree(tmp, ignore_errors=True)
