@@ -123,6 +123,6 @@ class FoggyCacheEngine(Engine):
             k0 = int(np.argmax(miss))
             self.win_end = i + k0 + 1
             if self.fixed_chunk is None:
-                self.chunk = max(16, 2 * (k0 + 1))
+                self.chunk = min(1024, max(16, 2 * (k0 + 1)))
         elif self.fixed_chunk is None:
             self.chunk = min(1024, self.chunk * 2)

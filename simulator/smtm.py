@@ -32,6 +32,7 @@ from simulator.engines import FULL, Engine
 from simulator.exit_metric import MIN_DISTANCE
 
 NEG = -np.inf
+MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class SmtmEngine(Engine):
             self._w1 = (self.coeffs[:, 1] - self.coeffs[:, 2])[:, None]
             self._w2 = self.coeffs[:, 2][:, None]
         self._bias_memo: dict[tuple, np.ndarray] = {}
-        self._cols = np.arange(max(1024, chunk or 0))
+        self._cols = np.arange(max(MAX_CHUNK, chunk or 0))
         self._flags = np.ones((E + 1, len(self._cols)), dtype=bool)
         self.n_enabled = E
         self.prefix_ms_ext = np.r_[self.prefix_ms, self.full_ms]
@@ -326,9 +327,9 @@ class SmtmEngine(Engine):
         if event[k]:
             self.win_end = i + k + 1
             if self.fixed_chunk is None:
-                self.chunk = max(16, 2 * (k + 1))
+                self.chunk = min(MAX_CHUNK, max(16, 2 * (k + 1)))
         elif self.fixed_chunk is None:
-            self.chunk = min(1024, self.chunk * 2)
+            self.chunk = min(MAX_CHUNK, self.chunk * 2)
 
     def _log(self, i, stop, n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage, exits, slot) -> None:
         """Calibration samples of the frames this window will actually decide."""

@@ -337,3 +337,15 @@ def test_energy_counts_active_frames_and_idle_time():
     r = simulate(hand_workload([0] * 10), hand_device(), Policy(name="n", kind="no-cache"))
     assert r.metrics["active_energy_mj_per_frame"] == pytest.approx(8.0)
     assert r.metrics["energy_mj_per_frame"] == pytest.approx((10 * 8.0 + 100.0 * (1.004 - 0.040)) / 10)
+
+
+def test_long_runs_of_hits_between_cache_events():
+    """Hundreds of hits before the next miss (a chunk that grows past its cap) decide like frame by frame."""
+    classes = [0] * 1593 + [1] * 5 + [0] * 1100 + [2] * 3  # the miss at 1593 lands 600 frames into a 1024-frame chunk
+    w = hand_workload(classes, noise=0.01)
+    dev = hand_device()
+    pol = Policy(name="c", kind="smtm", cache=CacheConfig(hot_size=2, cold_size=2),
+                 metric=MetricConfig(kind="cosine", thresholds={e: 0.9 for e in dev.exits}))
+    runs = [run_once(w, dev, pol, dev.exits, chunk=c) for c in (None, 1)]
+    _same_run(runs[0], runs[1])
+    assert int(np.sum(runs[0].engine.exit_pos < 0)) == 3  # only each class's first frame misses
