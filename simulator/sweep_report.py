@@ -48,7 +48,12 @@ def pareto_page(path: Path, records: list[tuple[int, dict, dict]], front: list[i
         fig.add_trace(go.Scatter(x=[c[2]["speedup"]], y=[c[2]["accuracy_loss_pt"]], mode="markers", name=f"chosen (trial {chosen})",
                                  marker={"symbol": "star", "size": 20, "color": "red", "line": {"width": 1, "color": "black"}}))
     fig.add_hline(y=max_loss, line={"color": "red", "dash": "dash"}, annotation_text=f"max loss {max_loss:g} pt")
-    fig.update_layout(title=title, xaxis_title="speed-up over no cache", yaxis_title="accuracy loss (points)", height=650)
+    # Trials far over the loss limit would squash the interesting band: show it, the rest stays a zoom away.
+    losses = [r[2]["accuracy_loss_pt"] for r in ok] + [m["accuracy_loss_pt"] for m in references]
+    low = min([-1.0, *losses]) - 0.5
+    fig.update_layout(title=title, xaxis_title="speed-up over no cache", yaxis_title="accuracy loss (points)", height=700,
+                      yaxis={"range": [low, max(3.0, 3.0 * max_loss)]},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0})
     html = fig.to_html(include_plotlyjs=True, full_html=True)
     write_text_atomic(path, html)
     return path
