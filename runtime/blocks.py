@@ -1,0 +1,113 @@
+"""Per-block TVM executables as the runtime calls them: a Relax VM ``main`` per block, run in sequence.
+
+Two ways to get them, both outside the per-frame path:
+
+- :func:`compile_blocks`: compile the model here for this CPU with ``kernels.tvm.compile.compile_model`` and the
+  shipped tuning records (needs torch, for ``torch.export``);
+- :meth:`TvmBlocks.from_libraries`: load libraries written by :func:`export_libraries` (one ``BLOCK.so`` per
+  block): no torch needed, which is how a device without the compiler stack would run.
+
+On the per-frame path a :class:`TvmBlocks` does nothing but copy the frame in, call each block's VM function
+with the previous block's output (a TVM tensor that stays on the device) and copy a feature map out at the
+blocks an exit point follows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from engram.errors import EngramError, FormatError
+
+LIBRARIES_MANIFEST = "blocks.json"
+
+
+@dataclass
+class TvmBlocks:
+    names: tuple[str, ...]
+    functions: list[Callable[[Any], Any]]  # each block's VM "main": TVM tensor -> TVM tensor
+    device: Any
+    source: str = ""
+    _keep: Any = None  # VMs and loaded modules (the functions need them alive)
+    _input: Any = None  # the input buffer
+
+    @classmethod
+    def from_executables(cls, executables: Sequence[tuple[str, Any]], device=None, source: str = "") -> "TvmBlocks":  # noqa: ANN001
+        import tvm
+        from tvm import relax
+
+        dev = device or tvm.cpu(0)
+        vms = [relax.VirtualMachine(exe, dev) for _, exe in executables]
+        return cls(tuple(n for n, _ in executables), [vm["main"] for vm in vms], dev, source, vms)
+
+    @classmethod
+    def from_libraries(cls, directory: str | Path, device=None) -> "TvmBlocks":  # noqa: ANN001
+        """Blocks exported by :func:`export_libraries` (``blocks.json`` names them in order)."""
+        import tvm
+
+        d = Path(directory)
+        manifest = d / LIBRARIES_MANIFEST
+        try:
+            names = json.loads(manifest.read_text(encoding="utf-8"))["blocks"]
+        except FileNotFoundError:
+            raise FormatError("no blocks.json: not a folder of exported blocks", path=d) from None
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise FormatError(f"not a block list ({exc})", path=manifest) from None
+        mods = []
+        for n in names:
+            lib = d / f"{n}.so"
+            if not lib.is_file():
+                raise FormatError("file not found", path=lib)
+            mods.append((n, tvm.runtime.load_module(str(lib))))
+        return cls.from_executables(mods, device, source=str(d))
+
+    def input(self, x: np.ndarray) -> Any:
+        """The frame as the first block's input: copied into a buffer allocated once (the blocks run synchronously,
+        so the previous frame is done with it)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        buf = self._input
+        if buf is None or tuple(buf.shape) != x.shape:
+            import tvm
+
+            buf = self._input = tvm.runtime.empty(x.shape, "float32", self.device)
+        buf.copyfrom(x)
+        return buf
+
+    @staticmethod
+    def to_numpy(t: Any) -> np.ndarray:
+        """A block's output as a numpy array: a zero-copy view where DLPack allows (a CPU tensor), else a copy."""
+        try:
+            return np.from_dlpack(t)
+        except (TypeError, RuntimeError, BufferError, AttributeError):
+            return t.numpy()
+
+
+def compile_blocks(model, target=None, *, records: str = "auto") -> tuple[TvmBlocks, Any]:  # noqa: ANN001
+    """Compile ``model`` (a BlockwiseModel) block by block for this CPU (default) with the shipped tuning records.
+
+    Returns the blocks and the ``CompiledModel`` (for its record info and compile time).
+    """
+    from kernels.tvm.compile import compile_model
+
+    cm = compile_model(model, target, records=records, whole=False)
+    if not cm.target.runnable_locally:
+        raise EngramError(f"target {cm.target.name} does not run on this machine")
+    blocks = TvmBlocks.from_executables([(b.name, b.executable) for b in cm.blocks], source=f"compiled for {cm.target.name}")
+    return blocks, cm
+
+
+def export_libraries(compiled, directory: str | Path) -> list[Path]:  # noqa: ANN001
+    """Write every block of a ``CompiledModel`` as a shared library, plus ``blocks.json`` (their order)."""
+    from engram.fileio import write_json_atomic
+    from kernels.tvm.compile import export_block
+
+    d = Path(directory)
+    written: list[Path] = []
+    for b in compiled.blocks:
+        written += export_block(b, d, compiled.target)
+    write_json_atomic(d / LIBRARIES_MANIFEST, {"blocks": [b.name for b in compiled.blocks], "target": compiled.target.name})
+    return [*written, d / LIBRARIES_MANIFEST]

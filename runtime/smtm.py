@@ -1,0 +1,217 @@
+"""The semantic cache's per-frame decisions on the device: the simulator's SMTM semantics, one frame at a time.
+
+``simulator.smtm.SmtmEngine`` is the reference: it decides a chunk of recorded frames at once, with every exit's
+vector known in advance. Here a frame's vectors arrive one exit at a time, as its blocks run, so the same
+decision is taken lazily: at each enabled exit, in order, search the hot level; if that is not confident and the
+cold level is searched at that exit (``cache.cold_from``), search both levels; stop at the first confident exit
+with the cached class. A frame that runs to the end is *confirmed*: the full model's answer updates the cache
+(insertion, ``ema``), with the adaptation rules (``working-set``, ``scene-reset``). A cold hit promotes its class.
+The cache itself is the simulator's :class:`simulator.cache.SemanticCache` (numpy only), so slots, levels,
+replacement and promotions are the same code.
+
+Arithmetic follows ``SmtmEngine._conf`` operation for operation (float32 similarities and log distances,
+float64 logistic sums, the same slot order: hot slots first, each level by slot number), so that the same
+vectors give the same decisions. Uses (hits) are recorded at once instead of in batches; they change only
+which class leaves next, and every batch in the simulator is applied before the next change, so the order of
+events is the same.
+
+Everything here is numpy; nothing is called per frame that allocates more than a few small arrays.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from simulator.cache import COLD, HOT, SemanticCache
+from simulator.exit_metric import MIN_DISTANCE
+
+NEG = -np.inf
+FULL = -1
+
+
+def _top2(s: np.ndarray) -> tuple[int, float, float]:
+    """Index and value of the largest entry and the value of the second largest (-inf without one)."""
+    k = s.shape[0]
+    t1 = int(np.argmax(s))
+    if k == 1:
+        return t1, s[0], NEG
+    top = np.sort(s) if k <= 8 else np.partition(s, k - 2)
+    return t1, top[k - 1], top[k - 2]
+
+
+class CacheDecider:
+    """The semantic cache of one policy, asked frame by frame.
+
+    Per frame: :meth:`begin` (new video, timestamp), then :meth:`lookup` at each enabled exit in order until one
+    is confident, then :meth:`hit` (the frame exits with the cached class) or :meth:`confirm` (it ran to the
+    end; its answer and vectors update the cache).
+    """
+
+    def __init__(self, policy, enabled: tuple[str, ...], model_exits: tuple[str, ...], dims: tuple[int, ...],
+                 num_classes: int) -> None:
+        # Plain copies of the policy's sections: nothing on the per-frame path touches the validated models.
+        cfg = SimpleNamespace(**policy.cache.model_dump())
+        self.policy = policy
+        self.ad = SimpleNamespace(**policy.adaptation.model_dump())
+        self.strategies = set(self.ad.strategies)
+        self.enabled = tuple(enabled)
+        E = len(enabled)
+        self.E = E
+        self.dims = tuple(int(d) for d in dims)
+        self.dmax = max(self.dims) if self.dims else 1
+        max_hot = self.ad.max_hot if "working-set" in self.strategies else None
+        self.cache = SemanticCache(cfg, E, self.dmax, self.dims, num_classes, max_hot=max_hot)
+        if "working-set" in self.strategies:
+            self.cache.set_hot_size(min(max(cfg.hot_size, self.ad.min_hot), self.ad.max_hot))
+        m = policy.metric
+        self.metric = m.kind
+        self.thresholds = [float(m.thresholds[e]) for e in enabled]
+        if self.metric == "calibrated":
+            if m.calibration is None:
+                raise ValueError("the calibrated exit metric needs calibration coefficients (export fills them in)")
+            c = np.array([m.calibration[e] for e in enabled], dtype=np.float64)
+            thr = np.clip(np.array(self.thresholds, dtype=np.float64), 1e-12, 1 - 1e-12)
+            self.coeffs = c
+            self.logit_thr = np.log(thr / (1 - thr))
+            self.w1 = (c[:, 1] - c[:, 2]).tolist()
+            self.w2 = c[:, 2].tolist()
+        self._bias: dict[int, list[float]] = {}
+        order = {e: k for k, e in enumerate(model_exits)}
+        start = order[cfg.cold_from] if cfg.cold_from is not None else 0
+        self.cold_ok = [order[e] >= start for e in enabled]
+        self.reset_on_video = "scene-reset" in self.strategies and self.ad.reset_on_new_video
+        self.track_answers = "working-set" in self.strategies
+        self.last_answer = np.full(num_classes, -np.inf)
+        self.miss_streak = 0
+        self.hits_since_miss = 0
+        self.scene_changes = 0
+        self.cache_bytes = 0  # peak
+        self._d = np.empty(2, dtype=np.float32)
+        self._view_version = -1
+        # Per frame (set by begin)
+        self.t = 0.0
+        self.slots = np.zeros(0, dtype=np.int64)
+        self.n_hot = 0
+        self.K = 0
+        self.cold_stage: list[bool] = [False] * E
+        self.CT = np.zeros((E, self.dmax, 0), dtype=np.float32)
+
+    # -- one frame ---------------------------------------------------------------------------------------
+    def begin(self, t: float, new_video: bool) -> None:
+        """A frame arrives at time ``t`` (seconds); ``new_video``: it is the first frame of a new video."""
+        cache = self.cache
+        self.t = float(t)
+        if new_video and self.reset_on_video and cache.entries():
+            cache.reset()
+            self.scene_changes += 1
+        if cache.version != self._view_version:
+            self._refresh_view()
+
+    def _refresh_view(self) -> None:
+        """Occupied slots, the hot level's first, and their reference vectors as (E, d, K) (as the simulator)."""
+        cache = self.cache
+        valid = cache.cls >= 0
+        is_hot = cache.level == HOT
+        hot_slots = np.flatnonzero(valid & is_hot)
+        self.n_hot = len(hot_slots)
+        self.slots = np.concatenate([hot_slots, np.flatnonzero(valid & ~is_hot)]) \
+            if self.n_hot < cache.cls.size else hot_slots
+        self.K = len(self.slots)
+        self.cold_stage = [ok and self.K > self.n_hot for ok in self.cold_ok]
+        self.CT = cache.centres[self.slots].transpose(1, 2, 0)
+        self._view_version = cache.version
+
+    def lookup(self, k: int, vector: np.ndarray) -> tuple[int, bool] | None:
+        """Search at enabled exit ``k`` with the frame's (padded) vector there: ``(slot, hot level sufficed)`` of a
+        confident match, else None."""
+        K, n_hot = self.K, self.n_hot
+        if K == 0:
+            return None
+        s = np.matmul(vector[None, :], self.CT[k])[0]  # (K,) float32, hot slots first
+        if n_hot:
+            t1, s1, s2 = _top2(s[:n_hot])
+            if self._confident(k, s1, s2, n_hot):
+                return int(self.slots[t1]), True
+        if self.cold_stage[k]:
+            t1, s1, s2 = _top2(s)
+            if self._confident(k, s1, s2, K):
+                return int(self.slots[t1]), False
+        return None
+
+    def _confident(self, k: int, s1, s2, n: int) -> bool:
+        m = self.metric
+        if m == "cosine":
+            return bool(s1 >= self.thresholds[k])
+        if m == "margin":
+            return bool((s1 - s2 if n > 1 else s1) >= self.thresholds[k])
+        # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n >= logit(threshold), d = 1 - similarity, in the
+        # simulator's arithmetic: float32 distances and logs, float64 sums, in its order.
+        d = self._d
+        d[0] = s1
+        d[1] = s2 if n > 1 else 0.0
+        np.subtract(1.0, d, out=d)
+        np.maximum(d, MIN_DISTANCE, out=d)
+        np.log(d, out=d)
+        z = self.w1[k] * float(d[0])
+        z += self.w2[k] * (float(d[1]) if n > 1 else 0.0)
+        z += self._bias_for(n)[k]
+        return z >= 0.0
+
+    def _bias_for(self, n: int) -> list[float]:
+        b = self._bias.get(n)
+        if b is None:
+            c = self.coeffs
+            ln = np.log(np.maximum(np.array([n], dtype=np.float64), 1.0))
+            b = (c[None, :, 0] + c[None, :, 3] * ln[:, None] - self.logit_thr[None, :])[0].tolist()
+            self._bias[n] = b
+        return b
+
+    def hit(self, slot: int) -> tuple[int, int]:
+        """The frame exits with the class in ``slot``: record the use (a cold hit promotes). Returns (class, level)."""
+        cache = self.cache
+        c = int(cache.cls[slot])
+        level = int(cache.level[slot])
+        t = self.t
+        if level == COLD:
+            cache.promote(slot)
+            cache.touch_one(slot, t)
+            self.last_answer[c] = t
+        else:
+            cache.touch(np.array([slot]), np.array([t]))
+            if self.track_answers:
+                self.last_answer[c] = max(self.last_answer[c], t)
+        self.hits_since_miss += 1
+        return c, level
+
+    def confirm(self, c: int, vectors: np.ndarray) -> None:
+        """The frame ran to the end and the model answered ``c``; ``vectors``: (E, dmax) its vectors, padded."""
+        cache, ad = self.cache, self.ad
+        t = self.t
+        present = cache.slot_of[c] >= 0
+        if self.hits_since_miss:
+            self.miss_streak = 0
+        self.hits_since_miss = 0
+        self.miss_streak = 0 if present else self.miss_streak + 1
+        if "scene-reset" in self.strategies and self.miss_streak >= ad.miss_streak:
+            if ad.on_scene_change == "reset":
+                cache.reset()
+            else:
+                cache.shrink(ad.keep)
+            self.scene_changes += 1
+            self.miss_streak = 0
+            present = cache.slot_of[c] >= 0
+        self.last_answer[c] = t
+        if "working-set" in self.strategies:
+            ws = int(np.count_nonzero(self.last_answer >= t - ad.window_s))
+            cache.set_hot_size(min(max(ws, ad.min_hot), ad.max_hot))
+        if present:
+            s = int(cache.slot_of[c])
+            if "ema" in self.strategies:
+                cache.update_centre(s, vectors, ad.ema_alpha)
+        else:
+            s = cache.insert(c, vectors, t)
+        cache.touch_one(s, t)
+        if not present:
+            self.cache_bytes = max(self.cache_bytes, cache.bytes())

@@ -1,0 +1,484 @@
+"""The policy bundle and the on-device runtime.
+
+- ``run_sim.py export`` writes a bundle the reader accepts (schema, hashes, fingerprints), and refuses bad input in
+  one line with exit status 2; a damaged bundle or one for another model is refused naming the file and field;
+- the runtime, run on frames re-rendered from the shipped recorded trace with TVM-compiled blocks, takes the
+  simulator's decisions. The rule checked (frames: the first 100 of videos P01_12 and P04_33):
+  1. exact: the runtime's exit point, answer and hit level equal the simulator's (``SmtmEngine``) on every frame
+     when the simulator is fed the runtime's own float32 vectors and answers: same semantics;
+  2. the runtime's vectors are the recorded ones before float16 rounding: every element is within half a float16
+     ulp (of the recorded value) + 1e-6, and the full model's answers are the recorded predictions;
+  3. the simulator fed the runtime's vectors rounded to float16 decides every frame as it does on the recorded
+     trace, so every difference between the runtime and the simulator on the recorded trace is float16 rounding;
+     on these frames there is none (on the whole trace, 8,941 of 9,080 frames agree, all 139 others explained so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engram.cli import main
+from engram.errors import EngramError, FormatError, MismatchError
+from runtime.bundle import (
+    ENCODERS_FILE, MANIFEST, SCHEMA_PATH, bundle_json_schema, export_bundle, read_bundle,
+)
+from runtime.engine import Runtime
+from runtime.smtm import FULL
+from simulator.policy import Policy
+from simulator_helpers import CALIBRATION, PROFILE, ROOT, TRACE, shipped_device, shipped_trace, shipped_workload
+
+pytestmark = pytest.mark.slow
+
+VIDEOS = ("P01_12", "P04_33")
+FRAMES_PER_VIDEO = 100
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`run_sim.py export --policy smtm` on the defaults (shipped profile, trace and calibration trace)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("bundle") / "smtm.bundle"
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        rc = main(["export", "--policy", "smtm", "--out", str(out)])
+    assert rc == 0, err.getvalue()
+    return out, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def compiled(reference_model):
+    from runtime.blocks import compile_blocks
+
+    return compile_blocks(reference_model.model)  # ~15 s: the shipped tuning records, no tuning
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """Frames of the shipped recorded trace re-rendered (``{row: frame}``): the piece below and the recorder's
+    first batch (which holds the first frames of P01_12), rendered together."""
+    from runtime.frames import recorder_settings, render_recorded_frames
+
+    rec = shipped_trace()
+    rows = np.union1d(np.arange(recorder_settings(rec)["batch"]), _piece_rows())
+    return dict(zip(rows.tolist(), render_recorded_frames(rec, rows)))
+
+
+def _piece_rows() -> np.ndarray:
+    rec = shipped_trace()
+    names = rec.labels.video_names
+    return np.concatenate([np.flatnonzero(rec.labels.video == names.index(v))[:FRAMES_PER_VIDEO] for v in VIDEOS])
+
+
+@pytest.fixture(scope="module")
+def piece(rendered):
+    """The first frames of two videos of the shipped recorded trace, re-rendered, and their simulator workload."""
+    rows = _piece_rows()
+    return rows, np.stack([rendered[r] for r in rows.tolist()]), shipped_workload().take(rows)
+
+
+@pytest.fixture(scope="module")
+def run(exported, compiled, piece, reference_model):
+    bundle = read_bundle(exported[0], reference_model.model)
+    rt = Runtime(bundle, compiled[0])
+    rows, frames, sub = piece
+    log = rt.run(frames, sub.arrival_s, sub.new_video)
+    return bundle, rt, log
+
+
+# ------------------------------------------------------------------------------------------ the format
+
+
+def test_schema_file_is_the_generated_schema():
+    """The shipped file cannot drift from the models (regenerate it with runtime.bundle.bundle_json_schema())."""
+    assert json.loads(SCHEMA_PATH.read_text(encoding="utf-8")) == bundle_json_schema()
+
+
+def test_export_writes_a_bundle_the_schema_and_reader_accept(exported, reference_model):
+    import jsonschema
+
+    path, stdout = exported
+    assert "wrote" in stdout and "speed-up" in stdout
+    assert sorted(p.name for p in path.iterdir()) == [MANIFEST, ENCODERS_FILE]
+    manifest = json.loads((path / MANIFEST).read_text())
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(manifest)
+    b = read_bundle(path, reference_model.model)
+    assert manifest["format"] == "engram.bundle" and manifest["version"] == 1
+    assert b.fingerprint == reference_model.model.fingerprint()
+    assert b.policy.kind == "smtm" and set(b.policy.metric.calibration) == set(b.enabled)  # fitted, as simulate does
+    assert b.enabled == reference_model.model.exit_points
+    assert manifest["profile"]["device"] == shipped_device().name
+    assert manifest["calibration"]["path"].endswith(CALIBRATION.name)
+    # The encoders are the shipped model's, and the reference reader (with the torch model) reads the file too.
+    from kernels.reference.store import load_encoders
+
+    ref_enc, _ = load_encoders(path / ENCODERS_FILE, reference_model.model)
+    for e in b.enabled:
+        for a in ("mean", "components", "centres"):
+            assert np.array_equal(getattr(b.encoders[e], a), getattr(reference_model.encoders[e], a))
+            assert np.array_equal(getattr(ref_enc[e], a), getattr(reference_model.encoders[e], a))
+    # The predicted metrics are what the simulator gives for the policy as stored, on the default trace.
+    from simulator.run import simulate
+
+    again = simulate(shipped_workload(), shipped_device(), b.policy).metrics
+    for k in ("mean_latency_ms", "p99_latency_ms", "accuracy", "speedup", "frames"):
+        assert b.predicted[k] == pytest.approx(again[k]), k
+
+
+def test_round_trip_and_atomic_replacement(exported, reference_model, tmp_path):
+    b = read_bundle(exported[0], reference_model.model)
+    out = tmp_path / "again"
+    export_bundle(b.policy, PROFILE, out, b.predicted, CALIBRATION, trace_path=TRACE)
+    c = read_bundle(out, reference_model.model)
+    skip = {"created"}
+    a_json = {k: v for k, v in b.manifest.model_dump().items() if k not in skip}
+    c_json = {k: v for k, v in c.manifest.model_dump().items() if k not in skip}
+    a_json["profile"].pop("path"), c_json["profile"].pop("path")
+    assert a_json == c_json
+    assert (out / ENCODERS_FILE).read_bytes() == (exported[0] / ENCODERS_FILE).read_bytes()
+    # A bundle replaces a bundle; anything else is left alone; no temporary directories are left behind.
+    export_bundle(b.policy, PROFILE, out, b.predicted, CALIBRATION)
+    assert read_bundle(out, None).policy == b.policy
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(EngramError, match="not a bundle"):
+        export_bundle(b.policy, PROFILE, other, b.predicted, CALIBRATION)
+    assert (other / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "notes"]
+
+
+def _copy(src, tmp_path, name="b"):
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit(path, fn) -> None:
+    obj = json.loads((path / MANIFEST).read_text())
+    fn(obj)
+    (path / MANIFEST).write_text(json.dumps(obj, indent=2))
+
+
+def test_damaged_bundles_are_refused_naming_file_and_field(exported, reference_model, tmp_path):
+    src = exported[0]
+    model = reference_model.model
+    # A changed byte in the encoders file.
+    d = _copy(src, tmp_path, "byte")
+    data = bytearray((d / ENCODERS_FILE).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (d / ENCODERS_FILE).write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"encoders\.safetensors: files\.encoders\.safetensors\.sha256: damaged"):
+        read_bundle(d, model)
+    # A missing encoders file.
+    d = _copy(src, tmp_path, "missing")
+    (d / ENCODERS_FILE).unlink()
+    with pytest.raises(FormatError, match=r"encoders\.safetensors: files\.encoders\.safetensors: missing file"):
+        read_bundle(d, model)
+    # Malformed JSON: the line is named.
+    d = _copy(src, tmp_path, "json")
+    text = (d / MANIFEST).read_text()
+    (d / MANIFEST).write_text(text[: len(text) // 2])
+    with pytest.raises(FormatError, match=r"bundle\.json:\d+: not valid JSON"):
+        read_bundle(d, model)
+    # Another version, another format, a field of the wrong type, a manifest that contradicts itself.
+    cases = [
+        (lambda o: o.update(version=2), "version: unsupported version 2"),
+        (lambda o: o.update(format="engram.policy"), "format: expected format 'engram.bundle'"),
+        (lambda o: o["policy"]["metric"]["thresholds"].update(b3="high"), "policy.metric.thresholds.b3"),
+        (lambda o: o["files"][ENCODERS_FILE].update(sha256="0" * 64), "files.encoders.safetensors.sha256: damaged"),
+        (lambda o: o.update(enabled_exits=["b3", "b1"]), "enabled_exits must be exit points of the model, in block order"),
+        (lambda o: o["policy"].update(kind="foggycache"), "policy"),
+        (lambda o: o.pop("predicted"), "predicted: Field required"),
+    ]
+    for k, (fn, msg) in enumerate(cases):
+        d = _copy(src, tmp_path, f"case{k}")
+        _edit(d, fn)
+        with pytest.raises(FormatError) as exc:
+            read_bundle(d, model)
+        assert msg in str(exc.value) and str(d) in str(exc.value), (msg, str(exc.value))
+    # Not a bundle at all.
+    with pytest.raises(FormatError, match="no bundle.json"):
+        read_bundle(tmp_path, model)
+    with pytest.raises(FormatError, match="not found"):
+        read_bundle(tmp_path / "nowhere", model)
+
+
+def test_a_bundle_for_another_model_is_refused(exported, reference_model, tmp_path):
+    fp = reference_model.model.fingerprint()
+    other = {**fp, "weights": "f" * 64}
+    with pytest.raises(MismatchError) as exc:
+        read_bundle(exported[0], other)
+    msg = str(exc.value)
+    assert f"{exported[0] / MANIFEST}: model.fingerprint.weights: the bundle is for another model" in msg
+    # An encoders file fitted for another model, slipped into a bundle with matching hashes, is refused too.
+    from kernels.reference.store import encoders_bytes
+
+    d = _copy(exported[0], tmp_path)
+    data = encoders_bytes(reference_model.encoders, other)
+    (d / ENCODERS_FILE).write_bytes(data)
+    import hashlib
+
+    _edit(d, lambda o: o["files"][ENCODERS_FILE].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)))
+    with pytest.raises(MismatchError, match=r"encoders\.safetensors: model_fingerprint\.weights: encoders were fitted for another"):
+        read_bundle(d, reference_model.model)
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def test_export_errors_are_one_line_with_status_2(capsys, tmp_path):
+    out = tmp_path / "never"
+    empty = tmp_path / "sweep"
+    empty.mkdir()
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    chose_nothing = tmp_path / "sweep-none"
+    chose_nothing.mkdir()
+    (chose_nothing / "sweep.json").write_text(json.dumps({"chosen": None}))
+    cases = [
+        ([], "exactly one of --policy and --from"),
+        (["--from", str(chose_nothing)], "the sweep chose no policy"),
+        (["--policy", "smtm", "--from", str(empty)], "exactly one of --policy and --from"),
+        (["--from", str(tmp_path / "nosweep")], "sweep directory not found"),
+        (["--from", str(empty)], "no chosen_policy.json here"),
+        (["--policy", str(tmp_path / "nope.json")], "nope.json: file not found"),
+        (["--policy", "foggycache"], "'foggycache' is a simulator baseline"),
+        (["--policy", "smtm", "--profile", str(afile)], "file.txt"),
+    ]
+    for args, msg in cases:
+        rc, _, err = _run(capsys, "export", *args, "--out", str(out))
+        assert rc == 2, (args, err)
+        assert msg in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+        assert not out.exists()
+    rc, _, err = _run(capsys, "export", "--policy", "smtm", "--out", str(afile))
+    assert rc == 2 and "exists and is not a bundle directory" in err and afile.read_text() == "x"
+
+
+def test_export_from_a_sweep_directory(capsys, tmp_path, reference_model, compiled, piece):
+    """--from reads SWEEP_DIR/chosen_policy.json; a no-cache policy gives a bundle without encoders that the
+    runtime runs as plain inference."""
+    from runtime.bundle import sha256_file
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plain = Policy(name="plain", kind="no-cache")
+    (sweep / "chosen_policy.json").write_text(json.dumps(plain.to_json()))
+    # The sweep's own record names the profile and traces it ran on: the bundle takes them unless given.
+    profile = tmp_path / "profile-of-the-sweep.json"
+    shutil.copy(PROFILE, profile)
+    inputs = {"profile": str(profile), "trace": str(TRACE), "calibration": str(CALIBRATION),
+              "sha256": {"profile": sha256_file(profile), "trace": sha256_file(TRACE), "calibration": sha256_file(CALIBRATION)}}
+    (sweep / "sweep.json").write_text(json.dumps({"inputs": inputs}))
+    out = tmp_path / "plain.bundle"
+    rc, stdout, err = _run(capsys, "export", "--from", str(sweep), "--out", str(out))
+    assert rc == 0, err
+    b = read_bundle(out, reference_model.model)
+    assert b.policy.name == "plain" and b.manifest.encoders is None and b.manifest.files == {}
+    assert b.manifest.profile.path == str(profile)
+    inputs["sha256"]["profile"] = "0" * 64
+    (sweep / "sweep.json").write_text(json.dumps({"inputs": inputs}))
+    rc, _, err = _run(capsys, "export", "--from", str(sweep), "--out", str(tmp_path / "never"))
+    assert rc == 2 and "profile-of-the-sweep.json changed since the sweep" in err and err.count("\n") == 1
+    assert b.manifest.calibration is None and sorted(p.name for p in out.iterdir()) == [MANIFEST]
+    rows, frames, sub = piece
+    log = Runtime(b, compiled[0]).run(frames[:20])
+    assert np.all(log.exit_index == FULL) and np.array_equal(log.answer, sub.prediction[:20])
+
+
+# ------------------------------------------------------------------------------------------ the runtime
+
+
+def test_rendered_frames_are_the_recorders(reference_model, rendered):
+    """Frames re-rendered in the recorder's batch and run through the reference CNN as the recorder runs it give
+    the recorded vectors and predictions bit for bit (after the trace's float16 rounding)."""
+    import torch
+
+    from kernels.reference.encoders import pooled_exit_features
+    from runtime.frames import recorder_settings
+
+    rec = shipped_trace()
+    batch = recorder_settings(rec)["batch"]
+    rows = np.arange(batch)  # the recorder's first batch (the first frames of P01_12)
+    frames = np.stack([rendered[r] for r in rows.tolist()])
+    assert frames.dtype == np.float32 and frames.shape == (batch, 3, 64, 64)
+    with torch.no_grad():
+        logits, pooled = pooled_exit_features(reference_model.model, torch.from_numpy(frames), batch=batch)
+    assert np.array_equal(logits.argmax(1), rec.prediction[rows])
+    for e in reference_model.model.exit_points:
+        v = reference_model.encoders[e].encode_pooled(pooled[e]).astype(np.float16)
+        assert np.array_equal(v, rec.vectors[e][rows]), e
+
+
+@pytest.fixture(scope="module")
+def own(run, piece):
+    """The runtime's own vectors at every exit point and its answers, on the piece."""
+    bundle, rt, _ = run
+    assert bundle.enabled == shipped_device().exits  # the smtm preset enables every exit point
+    return rt.features(piece[1])
+
+
+def _simulate(sub, vectors, prediction, policy):
+    """The simulator's SMTM engine on the piece with these vectors (every exit point) and answers."""
+    from simulator.policy import check_policy
+    from simulator.run import run_once
+
+    device = shipped_device()
+    V = sub.vectors.copy()
+    V[:, [sub.exit_index(e) for e in device.exits], : vectors.shape[2]] = vectors
+    enabled = check_policy(policy, device.exits, tuple(device.processors))
+    res = run_once(dataclasses.replace(sub, vectors=V, prediction=prediction), device, policy, enabled)
+    assert not res.des.dropped.any()
+    return res.engine
+
+
+def _same(engine, log) -> np.ndarray:
+    return (engine.exit_pos == log.exit_index) & (engine.answer == log.answer) & (engine.level == log.level)
+
+
+def test_runtime_takes_the_simulators_decisions(run, piece, own, capsys):
+    from simulator.run import run_once
+
+    bundle, rt, log = run
+    rows, frames, sub = piece
+    vec, pred = own
+    ex = [sub.exit_index(e) for e in bundle.enabled]
+
+    # 2. The runtime's vectors and answers are the recorded ones before float16 rounding.
+    assert np.array_equal(pred, sub.prediction)
+    recorded = sub.vectors[:, ex, : vec.shape[2]]
+    half_ulp = np.spacing(np.abs(recorded).astype(np.float16)).astype(np.float32) / 2
+    assert np.all(np.abs(vec - recorded) <= half_ulp + 1e-6)
+
+    # 1. Same semantics: fed the runtime's own vectors, the simulator decides every frame as the runtime did.
+    assert _same(_simulate(sub, vec, pred, bundle.policy), log).all()
+
+    # 3. On the recorded trace: every difference is float16 rounding (here there is none).
+    on_trace = run_once(sub, shipped_device(), bundle.policy, bundle.enabled).engine
+    rounded = _simulate(sub, vec.astype(np.float16).astype(np.float32), pred, bundle.policy)
+    assert np.array_equal(rounded.exit_pos, on_trace.exit_pos) and np.array_equal(rounded.answer, on_trace.answer)
+    assert np.array_equal(rounded.level, on_trace.level)
+    agree = _same(on_trace, log)
+    with capsys.disabled():
+        print(f"\nruntime vs simulator on the recorded trace: {int(agree.sum())} of {len(agree)} frames agree "
+              f"(exit point, answer, hit level)")
+    assert agree.mean() >= 0.99
+
+    # The piece exercises every path: hot and cold hits, several exit points, full runs, a new video.
+    assert (log.level == 0).any() and (log.level == 1).any() and (log.exit_index == FULL).any()
+    assert len(set(log.exit_index[log.exit_index >= 0].tolist())) >= 4
+
+
+def _other_policy(name: str, calibration: dict) -> Policy:
+    from simulator.policy import AdaptationConfig, CacheConfig, MetricConfig
+
+    if name == "margin-working-set":  # margin metric, exit subset, cold level from b5, lfu-decay, working-set + ema
+        return Policy(name=name, kind="smtm", exits=["b3", "b5", "b6", "b7"],
+                      cache=CacheConfig(hot_size=2, cold_size=6, cold_from="b5", replacement="lfu-decay", half_life_s=20.0),
+                      metric=MetricConfig(kind="margin", thresholds={"b3": 0.95, "b5": 0.8, "b6": 0.6, "b7": 0.5}),
+                      adaptation=AdaptationConfig(strategies=["working-set", "ema"], window_s=20.0, min_hot=1, max_hot=4,
+                                                  ema_alpha=0.3))
+    if name == "cosine-static":  # cosine metric, LRU, no adaptation
+        return Policy(name=name, kind="smtm", exits=["b1", "b4", "b6"],
+                      cache=CacheConfig(hot_size=2, cold_size=5, replacement="lru"),
+                      metric=MetricConfig(kind="cosine", thresholds={"b1": 0.995, "b4": 0.97, "b6": 0.9}))
+    exits = ["b3", "b4", "b6", "b7"]  # calibrated, one hot slot (many promotions), LFU, scene reset after 2 misses
+    return Policy(name=name, kind="smtm", exits=exits, cache=CacheConfig(hot_size=1, cold_size=4, replacement="lfu"),
+                  metric=MetricConfig(kind="calibrated", thresholds={e: 0.9 for e in exits},
+                                      calibration={e: calibration[e] for e in exits}),
+                  adaptation=AdaptationConfig(strategies=["scene-reset", "ema"], miss_streak=2, on_scene_change="reset",
+                                              ema_alpha=1.0))
+
+
+@pytest.mark.parametrize("name", ["margin-working-set", "cosine-static", "calibrated-lfu-reset"])
+def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, own, tmp_path):
+    """Rule 1 for other metrics, replacement rules, adaptation strategies and exit subsets."""
+    from simulator.run import simulate
+
+    bundle, _, _ = run
+    rows, frames, sub = piece
+    vec, pred = own
+    policy = _other_policy(name, bundle.policy.metric.calibration)
+    predicted = simulate(sub, shipped_device(), policy, with_oracle=False).metrics
+    b = read_bundle(export_bundle(policy, PROFILE, tmp_path / name, predicted), bundle.fingerprint)
+    assert b.enabled == tuple(policy.exits) and list(b.encoders) == policy.exits
+    log = Runtime(b, compiled[0]).run(frames, sub.arrival_s, sub.new_video)
+    engine = _simulate(sub, vec, pred, b.policy)
+    assert _same(engine, log).all()
+    assert (log.level == 0).any() and (log.exit_index == FULL).any()
+    if name != "margin-working-set":
+        assert (log.level == 1).any()
+
+
+def test_runtime_log(run, piece):
+    bundle, rt, log = run
+    rows, frames, sub = piece
+    n, nb = len(frames), len(bundle.model.blocks)
+    assert len(log) == n and log.block_ms.shape == (n, nb)
+    assert np.all(log.latency_ms > 0) and np.all(log.latency_ms >= log.block_ms.sum(axis=1))
+    names = list(bundle.model.blocks)
+    for i in range(n):
+        last = nb - 1 if log.exit_index[i] == FULL else names.index(bundle.enabled[log.exit_index[i]])
+        assert np.all(log.block_ms[i, : last + 1] > 0) and np.all(log.block_ms[i, last + 1 :] == 0)
+    assert log.exits[0] is None  # the first frame finds the cache empty
+    m = log.summary(sub.true_class)
+    assert m["frames"] == n and sum(m["exit_histogram"].values()) == n and 0.8 <= m["accuracy"] <= 1.0
+    assert 0 < m["mean_latency_ms"] < 50
+    with pytest.raises(EngramError, match="frames must be"):
+        rt.run(frames[:, :, :32])
+    with pytest.raises(EngramError, match="float32"):
+        rt.run(frames.astype(np.float64))
+
+
+def test_runtime_runs_without_torch(exported, compiled, piece, tmp_path):
+    """Blocks exported as libraries run with torch and simpy unavailable, deciding as in-process."""
+    from runtime.blocks import export_libraries
+
+    bundle_path = exported[0]
+    libs = tmp_path / "libs"
+    export_libraries(compiled[1], libs)
+    rows, frames, sub = piece
+    k = 60
+    np.save(tmp_path / "frames.npy", frames[:k])
+    np.save(tmp_path / "times.npy", sub.arrival_s[:k])
+    np.save(tmp_path / "new.npy", sub.new_video[:k])
+    script = f"""
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "simpy"):
+            raise ImportError(name + " is not on this device")
+sys.meta_path.insert(0, Refuse())
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from runtime.blocks import TvmBlocks
+from runtime.bundle import read_bundle
+from runtime.engine import Runtime
+d = {str(tmp_path)!r}
+rt = Runtime(read_bundle({str(bundle_path)!r}, None), TvmBlocks.from_libraries(d + "/libs"))
+log = rt.run(np.load(d + "/frames.npy"), np.load(d + "/times.npy"), np.load(d + "/new.npy"))
+np.save(d + "/out.npy", np.stack([log.exit_index, log.answer, log.level.astype(np.int64)]))
+assert not any(m.split(".")[0] in ("torch", "simpy") for m in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(tmp_path / "out.npy")
+    rt = Runtime(read_bundle(bundle_path, None), compiled[0])
+    log = rt.run(frames[:k], sub.arrival_s[:k], sub.new_video[:k])
+    assert np.array_equal(got, np.stack([log.exit_index, log.answer, log.level.astype(np.int64)]))
