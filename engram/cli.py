@@ -35,7 +35,7 @@ def cli(ctx: click.Context) -> None:
     """Engram: simulate semantic-memory caching and early exit for CNN inference on real device
     profiles, and plan activation memory."""
     if ctx.invoked_subcommand is None:
-        from simulator.cli import main_job
+        from engram.main_job import main_job
 
         ctx.invoke(main_job)
 

@@ -181,16 +181,3 @@ def compare_cmd(profile_path, trace_path, calibration_path, as_json, out, timeli
                                 timeline_frames)
         click.echo(f"wrote {', '.join(str(p) for p in written[:3])} and the policies", err=as_json)
 
-
-DEFAULT_OUT = Path("out")
-
-
-@click.command("main-job", hidden=True)
-def main_job() -> None:
-    """What `python run_sim.py` does with no arguments: compare every preset on the bundled defaults."""
-    click.echo("Engram main job: every policy preset on the shipped recorded trace and this machine's profile "
-               "(run `python run_sim.py --help` for everything else)")
-    ctx = click.get_current_context()
-    ctx.invoke(compare_cmd, profile_path=DEFAULT_PROFILE, trace_path=DEFAULT_TRACE, calibration_path=DEFAULT_CALIBRATION,
-               as_json=False, out=DEFAULT_OUT, timeline_frames=3000)
-    click.echo(f"open {DEFAULT_OUT / 'report.html'} in a browser; {DEFAULT_OUT / 'timeline.json'} in https://ui.perfetto.dev")

@@ -78,12 +78,25 @@ def sweep_cmd(profile_path, trace_path, calibration_path, out, trials, batch, se
     """Search cache levels and sizes, replacement, exit metric and per-exit thresholds, enabled exits and
     adaptation with Optuna (NSGA-II: latency, energy, accuracy loss), under the accuracy, memory and
     deadline constraints, on part of the trace's videos; report the chosen policy on the held-out videos."""
-    from engram.fileio import write_json_atomic
-    from simulator.sweep import SweepSettings, run_sweep
+    from simulator.sweep import SweepSettings
 
     settings = SweepSettings(trials=trials, batch=batch, seed=seed, holdout=holdout, max_loss=max_loss,
                              memory_budget=parse_bytes(memory_budget) if memory_budget is not None else None,
                              deadline_ms=deadline_ms)
+    result, held_runs, _, _ = do_sweep(profile_path, trace_path, calibration_path, out, settings, workers, ray_address,
+                                       restart, progress=not no_progress)
+    if as_json:
+        click.echo(json.dumps(result["summary"]))
+        return
+    _print(result, held_runs, out)
+
+
+def do_sweep(profile_path: Path, trace_path: Path, calibration_path: Path, out: Path, settings, workers: int | None,  # noqa: ANN001
+             ray_address: str | None, restart: bool, progress: bool = True):  # noqa: ANN201
+    """Run or resume a sweep into ``out``; return (result, held-out runs, held-out workload, device)."""
+    from engram.fileio import write_json_atomic
+    from simulator.sweep import run_sweep
+
     device, workload, calibration = load_inputs(profile_path, trace_path, calibration_path)
     out.mkdir(parents=True, exist_ok=True)
     inputs = {"profile": file_sha(profile_path), "trace": file_sha(trace_path), "calibration": file_sha(calibration_path)}
@@ -93,7 +106,7 @@ def sweep_cmd(profile_path, trace_path, calibration_path, out, trials, batch, se
     try:
         result, held_runs = run_sweep(out / JOURNAL, name, device, workload, calibration, settings,
                                       workers=workers or len(os.sched_getaffinity(0)), ray_address=ray_address,
-                                      progress=not no_progress)
+                                      progress=progress)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the finished trials are kept in {out / JOURNAL}; run the same command again to "
                    "resume", err=True)
@@ -103,12 +116,12 @@ def sweep_cmd(profile_path, trace_path, calibration_path, out, trials, batch, se
     result["seconds"] = round(time.time() - t0, 1)
     if result["chosen"] is not None:
         write_json_atomic(out / "chosen_policy.json", result["chosen"]["policy"])
+    elif (out / "chosen_policy.json").exists():
+        (out / "chosen_policy.json").unlink()  # a stale choice must not outlive the sweep that replaced it
     write_json_atomic(out / "sweep.json", result)
     _page(out, result)
-    if as_json:
-        click.echo(json.dumps(result["summary"]))
-        return
-    _print(result, held_runs, out)
+    held = workload.select_videos(result["split"]["heldout"])
+    return result, held_runs, held, device
 
 
 def file_sha(path: Path) -> str:

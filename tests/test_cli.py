@@ -55,18 +55,30 @@ def test_damaged_weights_file_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_compares_the_presets_and_writes_the_report(tmp_path):
-    """`python run_sim.py` alone: the comparison table on the bundled defaults, outputs under ./out/."""
+def test_main_job_searches_compares_and_exports(tmp_path):
+    """`python run_sim.py` alone (a shorter search here): the held-out table with every policy, the report, the
+    sweep and the bundle under ./out/; a second run resumes the finished study instead of searching again."""
+    import os
     import subprocess
     import sys
 
     from conftest import ROOT
 
+    env = dict(os.environ, ENGRAM_MAIN_JOB_TRIALS="16")
     r = subprocess.run([sys.executable, str(ROOT / "run_sim.py")], capture_output=True, text=True, timeout=600,
-                       cwd=tmp_path)
+                       cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
-    for name in ("no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"):
-        assert f"\n{name} " in r.stdout
+    assert "16 trials on" in r.stdout
+    for name in ("tuned (trial", "no-cache ", "deepcache ", "foggycache ", "branchy ", "smtm ", "oracle "):
+        assert f"\n{name}" in r.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert sorted(m["policy"] for m in metrics) == sorted(["no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"])
+    assert metrics[0]["policy"].startswith("tuned") and {m["policy"] for m in metrics[1:]} == {
+        "no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"}
     assert (tmp_path / "out" / "report.html").stat().st_size > 100_000
+    assert (tmp_path / "out" / "sweep" / "pareto.html").exists()
+    assert json.loads((tmp_path / "out" / "bundle" / "bundle.json").read_text())["format"] == "engram.bundle"
+    again = subprocess.run([sys.executable, str(ROOT / "run_sim.py")], capture_output=True, text=True, timeout=600,
+                           cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    table = lambda out: out[out.index("policy "):out.index("wrote")]  # noqa: E731
+    assert table(again.stdout) == table(r.stdout)
