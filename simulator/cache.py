@@ -95,8 +95,13 @@ class SemanticCache:
         self.logscore[slot] = -np.inf
 
     def _make_room_in_hot(self) -> None:
+        self._demote_until(self.hot_size - 1)
+
+    def _demote_until(self, limit: int) -> None:
+        """Move the hot level's victims down (the cold level's own victims leave) until at most ``limit``
+        classes are hot; without a cold level the victims leave the cache."""
         n_hot, n_cold = self.counts()
-        while n_hot >= self.hot_size:
+        while n_hot > limit:
             v = self.victim(HOT)
             if self.cold_size > 0:
                 if n_cold >= self.cold_size:
@@ -156,18 +161,7 @@ class SemanticCache:
 
     def _fit_hot(self) -> None:
         """Demote the hot level's victims until it holds at most ``hot_size`` classes."""
-        n_hot, n_cold = self.counts()
-        while n_hot > self.hot_size:
-            v = self.victim(HOT)
-            if self.cold_size > 0:
-                if n_cold >= self.cold_size:
-                    self._clear(self.victim(COLD))
-                    n_cold -= 1
-                self.level[v] = COLD
-                n_cold += 1
-            else:
-                self._clear(v)
-            n_hot -= 1
+        self._demote_until(self.hot_size)
 
     def reset(self) -> None:
         for s in np.flatnonzero(self.valid):
