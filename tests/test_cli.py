@@ -56,7 +56,7 @@ def test_damaged_weights_file_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_main_job_searches_compares_and_exports(tmp_path):
-    """`python run_sim.py` alone (a shorter search here): the held-out table with every policy, the report, the
+    """`python run_sim.py` alone (an 8-trial search here): the held-out table with every policy, the report, the
     sweep and the bundle under ./out/; a second run resumes the finished study instead of searching again."""
     import os
     import subprocess
@@ -64,11 +64,11 @@ def test_main_job_searches_compares_and_exports(tmp_path):
 
     from conftest import ROOT
 
-    env = dict(os.environ, ENGRAM_MAIN_JOB_TRIALS="16")
+    env = dict(os.environ, ENGRAM_MAIN_JOB_TRIALS="8")
     r = subprocess.run([sys.executable, str(ROOT / "run_sim.py")], capture_output=True, text=True, timeout=600,
                        cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
-    assert "16 trials on" in r.stdout
+    assert "8 trials on" in r.stdout
     for name in ("tuned (trial", "no-cache ", "deepcache ", "foggycache ", "branchy ", "smtm ", "oracle "):
         assert f"\n{name}" in r.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
