@@ -45,7 +45,7 @@ def _register() -> None:
     from kernels.cli import models, reference
     from kernels.memplan.cli import memplan
     from profiles.cli import profile
-    from runtime.cli import export_cmd
+    from runtime.cli import export_cmd, validate_cmd
     from simulator.cli import compare_cmd, simulate_cmd
     from simulator.sweep_cmd import sweep_cmd
     from traces.cli import trace
@@ -59,6 +59,7 @@ def _register() -> None:
     cli.add_command(compare_cmd)
     cli.add_command(sweep_cmd)
     cli.add_command(export_cmd)
+    cli.add_command(validate_cmd)
 
 
 _register()

@@ -70,6 +70,7 @@ def profile(ctx: click.Context, model_name: str | None, device: str, out: Path |
         return
     if model_name is None or out is None:
         raise click.UsageError("--model and --out are required (or give a subcommand: import-nnmeter, import-csv, show, "
+                               "runtime-overheads, "
                                "validate, power-models)")
     import os
 
@@ -240,6 +241,53 @@ def validate_cmd(files: tuple[Path, ...], model_name: str | None) -> None:
     for f in files:
         read_profile(f, model=model)
         click.echo(f"{f}: ok")
+
+
+@profile.command("runtime-overheads", context_settings=CTX)
+@click.argument("profile_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Profile to write (default: replace PROFILE_PATH).")
+@click.option("--rounds", type=click.IntRange(min=3), default=15, show_default=True, help="Interleaved timing rounds.")
+@click.option("--calls", type=click.IntRange(min=30), default=400, show_default=True,
+              help="Timed calls of each part, spread over the rounds.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="TVM worker threads (default: the profile's own).")
+def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, calls: int, threads: int | None) -> None:
+    """Measure what the on-device runtime costs beyond the kernels on this machine and add it to a local profile.
+
+    Adds the profile's optional `runtime` section (profiles/FORMAT.md): per-block dispatch overhead (the runtime's
+    Python-level block call minus TVM's time_evaluator, both timed now), the per-frame overhead, the runtime's own
+    lookup (numpy encode + search, 1..1024 entries) and cache-update cost. The block medians and everything else
+    stay as they are; the simulator then predicts what the runtime measures (`run_sim.py validate`).
+    """
+    import os
+
+    from engram.errors import EngramError
+    from profiles.format import read_profile, write_profile
+    from profiles.profiler import load_profile_model
+    from runtime.overheads import measure_overheads, merge_overheads
+
+    prof = read_profile(profile_path)
+    if prof.device.kind != "local":
+        raise EngramError(f"a {prof.device.kind} profile: runtime overheads are measured on this machine, for a local "
+                          "profile made here", path=profile_path, field="device.kind")
+    n = threads or prof.device.threads
+    if n:
+        os.environ["TVM_NUM_THREADS"] = str(n)
+    model, encoders = load_profile_model(prof.model.name)
+    prof.check_model(model)
+    if not encoders:
+        raise EngramError(f"no semantic encoders for {prof.model.name}: the runtime's lookup cannot be measured",
+                          path=profile_path, field="model.name")
+    section = measure_overheads(model, encoders, rounds=rounds, calls=calls,
+                                progress=lambda msg: click.echo(f"measuring {msg}", err=True))
+    written = write_profile(merge_overheads(prof.to_json(), section), out or profile_path)
+    look = section["lookup"]["exits"]
+    click.echo(f"runtime overheads: frame {section['frame_ms']:.4f} ms, dispatch "
+               f"{sum(section['dispatch_ms'].values()):.4f} ms over {len(section['dispatch_ms'])} blocks, lookup "
+               f"{min(v[0] for v in look.values()):.4f}-{max(v[-1] for v in look.values()):.4f} ms, update "
+               f"{section['update_ms']:.4f} ms")
+    click.echo(f"wrote {written}")
 
 
 @profile.command("power-models", context_settings=CTX)

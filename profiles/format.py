@@ -201,6 +201,49 @@ class LookupTable:
 
 
 @dataclass(frozen=True)
+class RuntimeOverheads:
+    """Optional: what the on-device runtime (``runtime/``) costs beyond the kernels on this device, measured the way
+    it runs them (``runtime.overheads``, ``run_sim.py profile runtime-overheads``).
+
+    ``dispatch_ms``: per block, a Python-level call of the block's VM function (as the runtime makes it) minus
+    ``time_evaluator``'s time of the same kernel; ``frame_ms``: per frame, what the runtime does outside blocks and
+    lookups (copying the frame in, the answer, bookkeeping); ``lookup``: the runtime's own encode + search at each
+    exit point against ``entries`` cached entries (replaces the kernel lookup table); ``update_ms``: its cache
+    update after a frame that ran to the end.
+    """
+
+    source: str  # measured-runtime
+    method: str
+    processor: str
+    frame_ms: float
+    dispatch_ms: Mapping[str, float]
+    update_ms: float | None = None
+    hit_ms: float | None = None  # recording a cache hit
+    lookup_entries: tuple[int, ...] | None = None
+    lookup_ms: Mapping[str, tuple[float, ...]] | None = None
+    created: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
+        if self.created is not None:
+            out["created"] = self.created
+        out.update({"frame_ms": self.frame_ms, "dispatch_ms": dict(self.dispatch_ms), "update_ms": self.update_ms,
+                    **({} if self.hit_ms is None else {"hit_ms": self.hit_ms}),
+                    "lookup": None if self.lookup_ms is None else {
+                        "entries": list(self.lookup_entries or ()),
+                        "exits": {k: list(v) for k, v in self.lookup_ms.items()}}})
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "RuntimeOverheads":
+        look = obj.get("lookup")
+        return cls(obj["source"], obj["method"], obj["processor"], float(obj["frame_ms"]),
+                   {k: float(v) for k, v in obj["dispatch_ms"].items()}, obj.get("update_ms"), obj.get("hit_ms"),
+                   None if look is None else tuple(look["entries"]),
+                   None if look is None else {k: tuple(v) for k, v in look["exits"].items()}, obj.get("created"))
+
+
+@dataclass(frozen=True)
 class Processor:
     name: str
     kind: str
@@ -339,6 +382,7 @@ class Profile:
     memory: MemoryInfo
     path: str | None = field(default=None, compare=False)
     version: int = FORMAT_VERSION
+    runtime: RuntimeOverheads | None = None  # optional (absent in older profiles): the runtime's own overheads
 
     # -- lookups ---------------------------------------------------------------------------------------
     @property
@@ -439,6 +483,7 @@ class Profile:
             "lookup": None if self.lookup is None else self.lookup.to_json(),
             "energy": self.energy.to_json(),
             "memory": self.memory.to_json(),
+            **({} if self.runtime is None else {"runtime": self.runtime.to_json()}),
         }
 
 
@@ -624,6 +669,27 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
         if p not in en["idle_power_mw"]:
             raise FormatError(f"no idle power for processor {p!r}", path=path, field="energy.idle_power_mw")
 
+    rt = obj.get("runtime")
+    if rt is not None:
+        if rt["processor"] not in procs:
+            raise FormatError(f"unknown processor {rt['processor']!r}", path=path, field="runtime.processor")
+        if sorted(rt["dispatch_ms"]) != sorted(names):
+            raise FormatError(f"dispatch_ms must give every block ({', '.join(names)})", path=path,
+                              field="runtime.dispatch_ms")
+        if not _num_ok(rt["frame_ms"]) or not all(_num_ok(v) for v in rt["dispatch_ms"].values()):
+            raise FormatError("values must be finite numbers", path=path, field="runtime")
+        look = rt.get("lookup")
+        if look is not None:
+            xs = list(look["entries"])
+            if xs[0] != 1 or any(b <= a for a, b in zip(xs, xs[1:])):
+                raise FormatError("entries must start at 1 and increase", path=path, field="runtime.lookup.entries")
+            for e, ys in look["exits"].items():
+                if e not in exits:
+                    raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.lookup.exits.{e}")
+                if len(ys) != len(xs) or not all(_num_ok(v) for v in ys):
+                    raise FormatError(f"needs {len(xs)} finite values, one per entry", path=path,
+                                      field=f"runtime.lookup.exits.{e}")
+
     mem = obj["memory"]
     wb = sum(b["param_bytes"] for b in blocks)
     if mem["weights_bytes"] != wb:
@@ -651,7 +717,8 @@ def profile_from_json(obj: Any, path: str | PathLike[str] | None = None) -> Prof
         whole_model={p: LatencyStats.from_json(s) for p, s in obj["whole_model"].items()},
         lookup=None if obj["lookup"] is None else LookupTable.from_json(obj["lookup"]),
         energy=EnergyInfo.from_json(obj["energy"]), memory=MemoryInfo.from_json(obj["memory"]),
-        path=None if path is None else str(path), version=obj["version"])
+        path=None if path is None else str(path), version=obj["version"],
+        runtime=None if obj.get("runtime") is None else RuntimeOverheads.from_json(obj["runtime"]))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -111,3 +111,16 @@ def export_libraries(compiled, directory: str | Path) -> list[Path]:  # noqa: AN
         written += export_block(b, d, compiled.target)
     write_json_atomic(d / LIBRARIES_MANIFEST, {"blocks": [b.name for b in compiled.blocks], "target": compiled.target.name})
     return [*written, d / LIBRARIES_MANIFEST]
+
+
+_COMPILED: dict[tuple[str, str], TvmBlocks] = {}
+
+
+def compiled_blocks(model) -> TvmBlocks:  # noqa: ANN001
+    """:func:`compile_blocks` for this CPU, once per model and process (the commands that compile and then time the
+    blocks, ``validate`` and ``profile runtime-overheads``, share it)."""
+    fp = model.fingerprint()
+    key = (fp["architecture"], fp["weights"])
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_blocks(model)[0]
+    return _COMPILED[key]

@@ -124,3 +124,232 @@ def export_cmd(policy, from_dir, profile_path, trace_path, calibration_path, enc
     click.echo(f"wrote {path}: policy {result.policy.name} ({result.policy.kind}), {len(result.enabled)} exit points; "
                f"predicted on {Path(trace_path).name}: mean {m['mean_latency_ms']:.3f} ms, speed-up "
                f"{m['speedup']:.2f}x, accuracy {m['accuracy']:.2%}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# validate: the simulator's prediction against the runtime's measurement, same frames, same device
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _validate_frames(labels_path: Path, mapping: str, seed: int, videos: str | None, max_frames: int):
+    """The label trace's frames to run (first ``max_frames`` of the chosen videos) and its class mapping, chosen as
+    `trace record --trace` chooses them (the rank mapping over the whole label trace)."""
+    import numpy as np
+
+    from engram.errors import EngramError
+    from kernels.procedural import CATALOGUE
+    from traces.format import RecordedTrace, read_trace
+    from traces.mapping import file_mapping, frequency_rank_mapping
+
+    whole = read_trace(labels_path)
+    labels = whole.labels if isinstance(whole, RecordedTrace) else whole
+    names = CATALOGUE.names()
+    cmap = frequency_rank_mapping(labels, names, seed) if mapping == "rank" else file_mapping(Path(mapping), labels, names)
+    if videos:
+        wanted = [v.strip() for v in videos.split(",") if v.strip()]
+        unknown = [v for v in wanted if v not in labels.video_names]
+        if unknown:
+            raise EngramError(f"no video {unknown[0]!r} in the trace", path=labels_path, field="video")
+        codes = [labels.video_names.index(v) for v in wanted]
+        labels = labels.select_rows(np.flatnonzero(np.isin(labels.video, codes)))
+    if max_frames < len(labels):
+        labels = labels.select_rows(np.arange(max_frames))
+    if len(labels) == 0:
+        raise EngramError("no frames to run", path=labels_path)
+    return labels, cmap
+
+
+def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):
+    """Run the same frames through several runtimes, ``chunk`` frames at a time each in turn (so that a change in
+    the machine's load affects them alike); one RunLog per runtime."""
+    import numpy as np
+
+    from runtime.engine import RunLog
+
+    logs: list[list] = [[] for _ in runtimes]
+    for a in range(0, len(frames), chunk):
+        b = min(len(frames), a + chunk)
+        for k, rt in enumerate(runtimes):
+            logs[k].append(rt.run(frames[a:b], times[a:b], new_video[a:b]))
+    out = []
+    for parts in logs:
+        first = parts[0]
+        cat = {f: np.concatenate([getattr(p, f) for p in parts]) for f in
+               ("exit_index", "answer", "level", "latency_ms", "block_ms", "lookup_ms", "update_ms", "entries")}
+        out.append(RunLog(first.enabled, first.blocks, **cat, extra=parts[-1].extra))
+    return out
+
+
+def validation_report(sim, plain_sim, log, plain_log, true_class) -> dict:
+    """Predicted against measured (one JSON-able dict): mean and p99 latency, accuracy, exit histogram, speed-up."""
+    import numpy as np
+
+    from simulator.engines import FULL as SIM_FULL
+
+    p, pp = sim.metrics, plain_sim.metrics
+    m, mp = log.summary(true_class), plain_log.summary(true_class)
+    eng = sim.engine
+    sim_exit = np.where(eng.exit_pos == SIM_FULL, -1, eng.exit_pos)
+    same_exit = sim_exit == log.exit_index
+    same = same_exit & (np.asarray(eng.answer) == log.answer)
+    ratio = lambda a, b: a / b - 1.0 if b else float("nan")  # noqa: E731
+    return {
+        "frames": int(len(log)),
+        "policy": p["policy"], "kind": p["kind"],
+        "predicted_mean_ms": p["mean_latency_ms"], "measured_mean_ms": m["mean_latency_ms"],
+        "latency_error": ratio(m["mean_latency_ms"], p["mean_latency_ms"]),
+        "predicted_p50_ms": p["p50_latency_ms"], "measured_p50_ms": m["p50_latency_ms"],
+        "predicted_p99_ms": p["p99_latency_ms"], "measured_p99_ms": m["p99_latency_ms"],
+        "p99_error": ratio(m["p99_latency_ms"], p["p99_latency_ms"]),
+        "predicted_no_cache_mean_ms": pp["mean_latency_ms"], "measured_no_cache_mean_ms": mp["mean_latency_ms"],
+        "no_cache_latency_error": ratio(mp["mean_latency_ms"], pp["mean_latency_ms"]),
+        "predicted_no_cache_p50_ms": pp["p50_latency_ms"], "measured_no_cache_p50_ms": mp["p50_latency_ms"],
+        "measured_no_cache_mean_block_ms": mp["mean_block_ms"],
+        "predicted_speedup": pp["mean_latency_ms"] / p["mean_latency_ms"] if p["mean_latency_ms"] else 0.0,
+        "measured_speedup": mp["mean_latency_ms"] / m["mean_latency_ms"] if m["mean_latency_ms"] else 0.0,
+        "predicted_accuracy": p["accuracy"], "measured_accuracy": m["accuracy"],
+        "accuracy_diff_pt": (m["accuracy"] - p["accuracy"]) * 100.0,
+        "predicted_no_cache_accuracy": pp["accuracy"], "measured_no_cache_accuracy": mp["accuracy"],
+        "predicted_exit_histogram": dict(p["exit_histogram"]), "measured_exit_histogram": dict(m["exit_histogram"]),
+        "decisions_agree": float(np.mean(same)) if len(log) else 1.0,
+        "exits_agree": float(np.mean(same_exit)) if len(log) else 1.0,
+        "measured_mean_block_ms": m["mean_block_ms"], "measured_mean_lookup_ms": m["mean_lookup_ms"],
+        "measured_mean_update_ms": m["mean_update_ms"],
+        "predicted_mean_lookup_ms": float(np.mean(eng.lookup_ms)), "predicted_mean_update_ms": float(np.mean(eng.update_ms)),
+    }
+
+
+def _format_validation(r: dict) -> str:
+    hist_p, hist_m = r["predicted_exit_histogram"], r["measured_exit_histogram"]
+    rows = [
+        ("mean latency (ms)", f"{r['predicted_mean_ms']:.3f}", f"{r['measured_mean_ms']:.3f}", f"{r['latency_error']:+.1%}"),
+        ("p99 latency (ms)", f"{r['predicted_p99_ms']:.3f}", f"{r['measured_p99_ms']:.3f}", f"{r['p99_error']:+.1%}"),
+        ("no-cache mean (ms)", f"{r['predicted_no_cache_mean_ms']:.3f}", f"{r['measured_no_cache_mean_ms']:.3f}",
+         f"{r['no_cache_latency_error']:+.1%}"),
+        ("speed-up", f"{r['predicted_speedup']:.2f}x", f"{r['measured_speedup']:.2f}x",
+         f"{r['measured_speedup'] / r['predicted_speedup'] - 1:+.1%}" if r["predicted_speedup"] else "-"),
+        ("accuracy", f"{r['predicted_accuracy']:.2%}", f"{r['measured_accuracy']:.2%}", f"{r['accuracy_diff_pt']:+.2f} pt"),
+        *((f"exit {k}", str(hist_p.get(k, 0)), str(hist_m.get(k, 0)), f"{hist_m.get(k, 0) - hist_p.get(k, 0):+d}")
+          for k in dict.fromkeys([*hist_p, *hist_m])),
+    ]
+    head = ("", "predicted", "measured", "error")
+    w = [max(len(x[k]) for x in (head, *rows)) for k in range(4)]
+    line = lambda c: "  ".join(s.ljust(w[0]) if k == 0 else s.rjust(w[k]) for k, s in enumerate(c))  # noqa: E731
+    return "\n".join([line(head), line(tuple("-" * x for x in w)), *(line(x) for x in rows),
+                      f"decisions (exit point and answer) agree on {r['decisions_agree']:.2%} of the frames",
+                      *([f"kernels now {r['kernels_now_ms']:.3f} ms against {r['kernels_profiled_ms']:.3f} ms profiled "
+                         f"({r['kernel_drift']:+.1%}): the machine's speed now, not the cost model"]
+                        if "kernel_drift" in r else [])])
+
+
+@click.command("validate")
+@click.option("--bundle", "bundle_path", type=click.Path(path_type=Path), required=True,
+              help="Bundle directory (from `run_sim.py export`).")
+@click.option("--trace", "labels_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Label trace whose frames are rendered with the reference workload (as `trace record --trace`).")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Run the first N frames (of the chosen videos).")
+@click.option("--videos", default=None, help="Comma-separated video ids to keep (default: all).")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              show_default="the profile the bundle was tuned on",
+              help="This machine's device profile to simulate against.")
+@click.option("--mapping", default="rank", show_default=True,
+              help="'rank' or a JSON mapping file, as `trace record --mapping`.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the rendered frames, as `trace record --seed`.")
+@click.option("--strength", type=click.FloatRange(0.0, 1.5), default=None,
+              help="Nuisance strength of the rendered frames (default: the one the model was trained at).")
+@click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Frames run first and discarded (the runtimes start again with empty caches).")
+@click.option("--chunk", type=click.IntRange(min=1), default=50, show_default=True,
+              help="The policy and plain inference run the frames in turn, this many at a time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, mapping, seed, strength, warmup, chunk,
+                 as_json) -> None:
+    """Fidelity: the simulator's predicted latency and accuracy of a bundle's policy against what the runtime
+    measures running it on this machine, on the same frames.
+
+    The label trace's frames are rendered with the reference workload (the mapping, seed and strength of `trace
+    record`), recorded in memory (the simulator's input) and run through the runtime with TVM-compiled blocks,
+    under the bundle's policy and without a cache (for the measured speed-up). The simulation uses the policy as
+    stored (its calibration) and this machine's profile; a profile with a `runtime` section (`run_sim.py profile
+    runtime-overheads`) also accounts for the runtime's own overheads.
+    """
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from engram.errors import EngramError
+    from kernels.reference.store import load_reference
+    from profiles.format import read_profile
+    from runtime.blocks import compiled_blocks
+    from runtime.bundle import read_bundle, sha256_file
+    from runtime.engine import Runtime
+    from runtime.frames import render_recorded_frames
+    from runtime.overheads import kernel_drift
+    from simulator.device import from_profile
+    from simulator.policy import Policy
+    from simulator.run import simulate
+    from simulator.workload import check_fit, from_recorded
+    from traces.record import RecordSettings, record
+
+    ref = load_reference()
+    bundle = read_bundle(bundle_path, ref.model)  # refuses another model's bundle
+    warnings = []
+    if profile_path is None:
+        profile_path = Path(bundle.manifest.profile.path)
+        if not profile_path.is_file():
+            raise EngramError(f"the bundle's profile {profile_path} is not here; give --profile", path=bundle_path,
+                              field="profile.path")
+        if sha256_file(profile_path) != bundle.manifest.profile.sha256:
+            warnings.append(f"{profile_path} changed since the bundle was exported")
+    profile = read_profile(profile_path, model=ref.model)
+    if profile.runtime is None:
+        warnings.append(f"{profile_path} has no runtime overheads (run `run_sim.py profile runtime-overheads`): "
+                        "the prediction counts the kernels only")
+    device = from_profile(profile)
+    labels, cmap = _validate_frames(labels_path, mapping, seed, videos, max_frames)
+    for msg in warnings:  # once the inputs are known to be good
+        click.echo(f"warning: {msg}", err=True)
+
+    import torch
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    rec = record(labels, ref, cmap, RecordSettings(seed=seed, strength=strength))
+    frames = render_recorded_frames(rec)
+    workload = from_recorded(rec, str(labels_path))
+    check_fit(workload, device, str(labels_path), str(profile_path))
+
+    plain = Policy(name="no-cache", kind="no-cache", processor=bundle.policy.processor, queue=bundle.policy.queue)
+    sim = simulate(workload, device, bundle.policy, with_oracle=False)
+    plain_sim = simulate(workload, device, plain, with_oracle=False)
+    if sim.metrics.get("dropped"):
+        click.echo(f"warning: the simulator dropped {sim.metrics['dropped']} frames (queue)", err=True)
+
+    blocks = compiled_blocks(ref.model)
+    rt = Runtime(bundle, blocks)
+    rt_plain = Runtime(dataclasses.replace(bundle, manifest=bundle.manifest.model_copy(update={"policy": plain})), blocks)
+    times, new_video = np.asarray(workload.arrival_s, np.float64), np.asarray(workload.new_video, bool)
+    w = min(warmup, len(frames))
+    for r in (rt, rt_plain):
+        if w:
+            r.run(frames[:w], times[:w], new_video[:w])
+        r.reset()
+    drift = kernel_drift(blocks, ref.model, [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names])
+    log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk)
+    after = kernel_drift(blocks, ref.model, [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names])
+    report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
+    # The kernels timed now (before and after the runs) against the profile: a machine slower or faster now than
+    # when it was profiled shows here, not as a fault of the cost model.
+    report.update({"kernels_profiled_ms": drift["kernels_profiled_ms"],
+                   "kernels_now_ms": (drift["kernels_now_ms"] + after["kernels_now_ms"]) / 2,
+                   "kernel_drift": (drift["kernel_drift"] + after["kernel_drift"]) / 2})
+    report.update({"bundle": str(bundle_path), "trace": str(labels_path), "profile": str(profile_path),
+                   "profile_has_runtime_overheads": profile.runtime is not None})
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(f"{bundle.policy.name} ({bundle.policy.kind}) on {len(log)} frames of {Path(labels_path).name}, "
+                   f"profile {Path(profile_path).name}")
+        click.echo(_format_validation(report))

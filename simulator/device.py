@@ -39,6 +39,7 @@ class DeviceModel:
     model_bytes: int  # weights + planned activations
     semantic_dims: Mapping[str, int] = field(default_factory=dict)
     source: str = ""
+    hit_ms: float = 0.0  # recording a cache hit (the runtime's bookkeeping; 0 unless the profile measured it)
 
     def __post_init__(self) -> None:
         for e in self.exits:
@@ -98,6 +99,7 @@ UPDATE_PER_LOOKUP = 1.0
 def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> DeviceModel:
     """Arrays from a ``profiles.format.Profile`` (median latencies)."""
     blocks = tuple(profile.block_names)
+    rt = getattr(profile, "runtime", None)  # the runtime's own overheads (optional; older profiles have none)
     procs = {}
     for p in profile.processors:
         if not all(p in b.latency for b in profile.blocks):
@@ -106,6 +108,14 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
         mj = np.array([profile.energy_mj(b, p) for b in blocks], dtype=np.float64)
         idle = profile.idle_power_mw(p)
         active = float(np.sum(mj) / np.sum(ms) * 1000.0) if np.sum(ms) > 0 else idle
+        if rt is not None and rt.processor == p:
+            # Every block executed costs its dispatch as the runtime calls it; the frame's own overhead (copy-in,
+            # answer) is charged with the first block, which every frame runs. Energy: the processor's active
+            # power over the added time.
+            extra = np.array([rt.dispatch_ms[b] for b in blocks], dtype=np.float64)
+            extra[0] += rt.frame_ms
+            ms = ms + extra
+            mj = mj + extra * active / 1000.0
         procs[p] = ProcessorCosts(p, ms, mj, idle, active)
     if not procs:
         raise EngramError("the profile has no processor with a latency for every block", path=profile.path, field="blocks")
@@ -115,6 +125,20 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
     entries = np.asarray(profile.lookup.entries, dtype=np.float64)
     lookup_ms = {e: np.asarray(profile.lookup.exits[e].median_ms, np.float64) for e in profile.lookup.exits}
     lookup_mj = {e: np.asarray(profile.lookup.exits[e].energy_mj, np.float64) for e in profile.lookup.exits}
+    update_ms = None
+    hit_ms = float(rt.hit_ms) if rt is not None and rt.hit_ms is not None else 0.0
+    if rt is not None and rt.lookup_ms is not None:
+        # The runtime's own encode + search, at the kernel table's entry counts; energy at the kernel table's
+        # power (its mJ per ms at each point).
+        xs = np.asarray(rt.lookup_entries, dtype=np.float64)
+        for e, ys in rt.lookup_ms.items():
+            if e not in lookup_ms:
+                continue
+            new = np.array([_interp(xs, np.asarray(ys, np.float64), x) for x in entries])
+            lookup_mj[e] = lookup_mj[e] * new / np.maximum(lookup_ms[e], 1e-12)
+            lookup_ms[e] = new
+    if rt is not None and rt.update_ms is not None:
+        update_ms = float(rt.update_ms)
     exits = tuple(profile.model.exit_points)
     missing = [e for e in exits if e not in lookup_ms]
     if missing:
@@ -133,10 +157,12 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
         lookup_entries=entries,
         lookup_ms=lookup_ms,
         lookup_mj=lookup_mj,
-        update_ms=float(min(v[0] for v in lookup_ms.values())) * UPDATE_PER_LOOKUP,
+        update_ms=update_ms if update_ms is not None else float(min(v[0] for v in lookup_ms.values()))
+        * UPDATE_PER_LOOKUP,
         model_bytes=int(profile.memory.total_bytes()),
         semantic_dims=dims,
         source=str(profile.path or profile.device.name),
+        hit_ms=hit_ms,
     )
 
 

@@ -132,6 +132,8 @@ class SmtmEngine(Engine):
         self.miss_streak = 0
         self.hits_since_miss = 0
         self.upd_mj = device.update_ms * self.proc.active_mw / 1000.0
+        self.hit_ms = float(getattr(device, "hit_ms", 0.0))  # recording a hit (0 unless the profile measured it)
+        self.hit_mj = self.hit_ms * self.proc.active_mw / 1000.0
         self._cost_memo: dict[int, np.ndarray] = {}
         self._tab_memo: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -166,12 +168,20 @@ class SmtmEngine(Engine):
                 update = self.device.update_ms
                 self.update_ms[i] = update
                 self.energy_mj[i] += self.upd_mj
+            elif self.hit_ms:
+                update = self.hit_ms
+                self.update_ms[i] = update
+                self.energy_mj[i] += self.hit_mj
             self._apply_event(i, int(self.w_slot[j]))
             self.win_end = self.win_start  # invalidate
             return (compute + lookup + update) / 1000.0
         self.hit_slot[i] = self.w_slot[j]
         self.pending.append(i)
         self.hits_since_miss += 1
+        if self.hit_ms:
+            self.update_ms[i] = self.hit_ms
+            self.energy_mj[i] += self.hit_mj
+            return (compute + lookup + self.hit_ms) / 1000.0
         return (compute + lookup) / 1000.0
 
     def lookup_breakdown(self, i: int) -> list[tuple[str, float]]:

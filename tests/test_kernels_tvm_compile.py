@@ -77,7 +77,7 @@ def test_shipped_records_are_picked_up_without_tuning(reference, compiled, monke
 
     monkeypatch.setattr(ms.tune, "tune_tasks", boom)
     monkeypatch.setattr(ms.relax_integration, "tune_relax", boom)
-    from kernels.tvm.export import ExportedBlock, export_blocks
+    from kernels.tvm.export import export_blocks
     from kernels.tvm.compile import build_exported
 
     db, _ = load_database(key, compiled.target.target, compiled.target.name)

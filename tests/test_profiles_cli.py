@@ -11,7 +11,7 @@ from conftest import run_cli
 from engram.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "profiles" / "data"
-SUBCOMMANDS = ["import-nnmeter", "import-csv", "compile", "show", "validate", "power-models"]
+SUBCOMMANDS = ["import-nnmeter", "import-csv", "compile", "show", "validate", "power-models", "runtime-overheads"]
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:

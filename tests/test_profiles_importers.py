@@ -3,7 +3,6 @@ and the power models."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

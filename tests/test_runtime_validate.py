@@ -1,0 +1,217 @@
+"""Fidelity check (``run_sim.py validate``) and the profile's optional ``runtime`` section.
+
+- a profile without a ``runtime`` section simulates exactly as before; one with it adds each block's dispatch
+  overhead per block executed, the frame overhead once per frame (with the first block), and uses the runtime's own
+  lookup and update costs; the section round-trips and a bad one is refused naming the field;
+- ``validate`` renders a label trace's frames, runs them through the runtime and simulates the same policy on the
+  same frames: on the same frames the runtime and the simulator decide alike (exit histograms equal or within a
+  frame or two), so the measured accuracy equals the predicted one; the latency error is finite;
+- a bad bundle or an unreadable trace: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from engram.cli import cli, main
+from engram.errors import FormatError
+from profiles.format import profile_from_json, read_profile
+from runtime.cli import validate_cmd
+from simulator.device import from_profile
+from simulator.policy import Policy
+from simulator.run import simulate
+from simulator_helpers import PROFILE, ROOT, shipped_workload
+
+if "validate" not in cli.commands:
+    cli.add_command(validate_cmd)
+
+LABELS = ROOT / "traces" / "data" / "epic100_val.parquet"
+FRAMES = 120
+
+
+def _profile_json() -> dict:
+    return json.loads(PROFILE.read_text(encoding="utf-8"))
+
+
+def _with_runtime(obj: dict, frame=0.05, dispatch=0.01, lookup_ms=0.03, update=0.02) -> dict:
+    obj = json.loads(json.dumps(obj))
+    entries = obj["lookup"]["entries"]
+    obj["runtime"] = {
+        "source": "measured-runtime", "method": "test", "processor": obj["device"]["default_processor"],
+        "frame_ms": frame, "dispatch_ms": {b: dispatch for b in obj["model"]["blocks"]}, "update_ms": update,
+        "lookup": {"entries": entries, "exits": {e: [lookup_ms + 1e-5 * n for n in entries]
+                                                 for e in obj["model"]["exit_points"]}},
+    }
+    return obj
+
+
+# ------------------------------------------------------------------------------ the profile's runtime section
+
+
+def test_profiles_without_runtime_section_simulate_as_before():
+    prof = read_profile(PROFILE)
+    assert prof.runtime is None and "runtime" not in prof.to_json()
+    dev = from_profile(prof)
+    ms = np.array([prof.latency_ms(b) for b in prof.block_names])
+    assert np.array_equal(dev.processor(None).block_ms, ms)
+    assert dev.update_ms == min(v[0] for v in dev.lookup_ms.values())
+
+
+def test_runtime_section_round_trips_and_adds_its_costs(tmp_path):
+    base = profile_from_json(_profile_json())
+    obj = _with_runtime(_profile_json())
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj  # round trip
+    dev0, dev = from_profile(base), from_profile(prof)
+    extra = dev.processor(None).block_ms - dev0.processor(None).block_ms
+    assert extra[0] == pytest.approx(0.05 + 0.01) and np.allclose(extra[1:], 0.01)
+    assert dev.update_ms == 0.02
+    assert dev.lookup_cost("b3", 1)[0] == pytest.approx(0.03 + 1e-5)
+    assert dev.lookup_cost("b3", 100)[0] == pytest.approx(0.03 + 1e-3)
+    # Plain inference: every block, so the frame costs the kernels + every dispatch + the frame overhead.
+    w = shipped_workload().take(np.arange(200))
+    plain = Policy(name="no-cache", kind="no-cache")
+    m0, m = simulate(w, dev0, plain, with_oracle=False).metrics, simulate(w, dev, plain, with_oracle=False).metrics
+    assert m["mean_latency_ms"] == pytest.approx(m0["mean_latency_ms"] + 0.05 + 0.01 * len(prof.block_names))
+    assert m["accuracy"] == m0["accuracy"]
+
+
+def test_hit_cost_is_charged_per_exited_frame():
+    """A runtime section with a hit cost only: every frame that leaves at an exit point costs that much more; the
+    decisions do not change."""
+    obj = _with_runtime(_profile_json(), frame=0.0, dispatch=0.0)
+    obj["runtime"].update(update_ms=None, lookup=None, hit_ms=0.004)
+    dev0, dev = from_profile(profile_from_json(_profile_json())), from_profile(profile_from_json(obj))
+    from simulator.presets import preset
+
+    w = shipped_workload().take(np.arange(400))
+    calib = None
+    pol = preset("smtm", dev.exits)
+    from simulator_helpers import shipped_calibration_trace
+    from simulator.workload import from_recorded
+
+    calib = from_recorded(shipped_calibration_trace())
+    r0 = simulate(w, dev0, pol, calibration=calib, with_oracle=False)
+    r = simulate(w, dev, r0.policy, with_oracle=False)
+    assert np.array_equal(r.engine.exit_pos, r0.engine.exit_pos)
+    exited = np.count_nonzero(r0.engine.exit_pos >= 0)
+    assert exited > 0
+    assert r.metrics["mean_latency_ms"] == pytest.approx(r0.metrics["mean_latency_ms"] + 0.004 * exited / len(w))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda r: r["dispatch_ms"].pop("b2"), "runtime.dispatch_ms"),
+    (lambda r: r.update(frame_ms=-1.0), "runtime"),
+    (lambda r: r["lookup"]["exits"].update(b8=[0.1] * 11), "runtime.lookup.exits.b8"),
+    (lambda r: r["lookup"]["exits"]["b3"].pop(), "runtime.lookup.exits.b3"),
+    (lambda r: r.update(source="guessed"), "runtime"),
+])
+def test_bad_runtime_sections_are_refused(edit, field):
+    obj = _with_runtime(_profile_json())
+    edit(obj["runtime"])
+    with pytest.raises(FormatError, match=field.replace(".", r"\.")):
+        profile_from_json(obj, "p.json")
+
+
+# ------------------------------------------------------------------------------ validate
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("validate") / "smtm.bundle"
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        rc = main(["export", "--policy", "smtm", "--out", str(out)])
+    assert rc == 0, err.getvalue()
+    return out
+
+
+@pytest.mark.slow
+def test_validate_predicted_against_measured(bundle, capsys):
+    rc, out, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--frames", str(FRAMES),
+                        "--warmup", "5", "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    for k in ("predicted_mean_ms", "measured_mean_ms", "latency_error", "predicted_p99_ms", "measured_p99_ms",
+              "predicted_accuracy", "measured_accuracy", "predicted_exit_histogram", "measured_exit_histogram",
+              "predicted_speedup", "measured_speedup", "predicted_no_cache_mean_ms", "measured_no_cache_mean_ms"):
+        assert k in r, k
+    assert r["frames"] == FRAMES
+    assert math.isfinite(r["latency_error"]) and r["measured_mean_ms"] > 0 and r["predicted_mean_ms"] > 0
+    assert r["latency_error"] == pytest.approx(r["measured_mean_ms"] / r["predicted_mean_ms"] - 1)
+    assert r["measured_speedup"] == pytest.approx(r["measured_no_cache_mean_ms"] / r["measured_mean_ms"])
+    hp, hm = r["predicted_exit_histogram"], r["measured_exit_histogram"]
+    assert set(hp) == set(hm) and sum(hp.values()) == sum(hm.values()) == FRAMES
+    assert sum(abs(hp[k] - hm[k]) for k in hp) <= 4  # the same decisions, but for float rounding on a frame or two
+    if r["decisions_agree"] == 1.0:
+        assert hp == hm and r["measured_accuracy"] == r["predicted_accuracy"]
+    assert abs(r["measured_accuracy"] - r["predicted_accuracy"]) <= 2 / FRAMES
+    assert r["measured_no_cache_accuracy"] == r["predicted_no_cache_accuracy"]  # plain inference: the model's answers
+    assert not r["profile_has_runtime_overheads"] and "runtime overheads" in err  # the shipped profile: kernels only
+    assert math.isfinite(r["kernel_drift"]) and r["kernels_now_ms"] > 0
+
+
+def test_validate_refuses_bad_input_in_one_line(bundle, tmp_path, capsys):
+    # Not a bundle.
+    rc, _, err = _run(capsys, "validate", "--bundle", str(tmp_path), "--trace", str(LABELS))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    # A bundle for another model.
+    import shutil
+
+    other = tmp_path / "other.bundle"
+    shutil.copytree(bundle, other)
+    m = json.loads((other / "bundle.json").read_text())
+    fake = {"architecture": "0" * 64, "weights": "1" * 64}
+    m["model"]["fingerprint"] = fake
+    m["profile"]["fingerprint"] = fake
+    (other / "bundle.json").write_text(json.dumps(m))
+    rc, _, err = _run(capsys, "validate", "--bundle", str(other), "--trace", str(LABELS))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "model" in err
+    # An unreadable trace.
+    bad = tmp_path / "labels.parquet"
+    bad.write_bytes(b"not parquet")
+    rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(bad))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    # A profile for another model.
+    obj = _profile_json()
+    obj["model"]["fingerprint"] = fake
+    (tmp_path / "p.json").write_text(json.dumps(obj))
+    rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--profile",
+                      str(tmp_path / "p.json"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    rc, stdout, err = _run(capsys, "profile", "runtime-overheads", str(PROFILE), "--out", str(out), "--rounds", "3",
+                           "--calls", "30")
+    assert rc == 0, err
+    prof, base = read_profile(out), read_profile(PROFILE)
+    assert prof.runtime is not None and prof.runtime.source == "measured-runtime"
+    assert set(prof.runtime.dispatch_ms) == set(prof.block_names)
+    assert set(prof.runtime.lookup_ms) == set(prof.model.exit_points)
+    assert prof.runtime.frame_ms > 0 and all(v > 0 for ys in prof.runtime.lookup_ms.values() for v in ys)
+    # Nothing else changed.
+    a, b = prof.to_json(), base.to_json()
+    a.pop("runtime")
+    assert a == b
+
+
+def test_runtime_overheads_refuse_a_profile_not_made_here(capsys, tmp_path):
+    rc, _, err = _run(capsys, "profile", "runtime-overheads", str(ROOT / "profiles" / "data" / "reference_pixel4.json"),
+                      "--out", str(tmp_path / "p.json"))
+    assert rc == 2 and "local profile" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
