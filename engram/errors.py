@@ -46,3 +46,10 @@ class FormatError(EngramError):
 
 class MismatchError(EngramError):
     """Files that are each valid but do not belong together (other model, other exit points...)."""
+
+
+def from_validation_error(exc, path=None) -> FormatError:  # noqa: ANN001
+    """The first problem of a pydantic ``ValidationError`` as a FormatError naming the file and the field."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    return FormatError(first.get("msg", "invalid").removeprefix("Value error, "), path=path, field=field)

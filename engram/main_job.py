@@ -59,7 +59,8 @@ def main_job() -> None:
 
 def _same_study(journal: Path, settings) -> bool:  # noqa: ANN001
     from simulator.cli import DEFAULT_CALIBRATION, DEFAULT_PROFILE, DEFAULT_TRACE
-    from simulator.sweep_cmd import _study_name, file_sha
+    from engram.fingerprint import sha256_file
+    from simulator.sweep_cmd import _study_name
 
     try:
         import optuna
@@ -69,6 +70,6 @@ def _same_study(journal: Path, settings) -> bool:  # noqa: ANN001
         names = [x.study_name for x in optuna.get_all_study_summaries(JournalStorage(JournalFileBackend(str(journal))))]
     except Exception:  # noqa: BLE001 (unreadable: start over)
         return False
-    key = settings.key({"profile": file_sha(DEFAULT_PROFILE), "trace": file_sha(DEFAULT_TRACE),
-                        "calibration": file_sha(DEFAULT_CALIBRATION)})
+    key = settings.key({"profile": sha256_file(DEFAULT_PROFILE), "trace": sha256_file(DEFAULT_TRACE),
+                        "calibration": sha256_file(DEFAULT_CALIBRATION)})
     return names == [_study_name(key)]

@@ -13,13 +13,13 @@ machine's. Energy comes from the phone's power model (:mod:`profiles.power`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import engram
+from engram.fingerprint import sha256_file
 from engram.errors import EngramError, FormatError
 from profiles.format import DeviceInfo, ExitLookup, LatencyStats, LookupTable, Processor, Profile, now_iso
 from profiles.power import DEVICE_DEFAULTS, get_power_model
@@ -142,10 +142,6 @@ def graph_ops(path: str | Path) -> list:
     return [op for _, op in sorted(ops, key=lambda t: t[0])]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def phone_block_latencies(model: Any, predictor: LatencyPredictor) -> dict[str, tuple[float, str, str]]:
     """Block -> ``(latency_ms, source, note)`` from the table where it has the block, else the predictor."""
     out = {}
@@ -227,7 +223,7 @@ def import_nnmeter(
     measurement = {
         "method": "imported: nn-Meter per-block look-up table (TFLite, phone CPU) for the blocks it covers; the other "
                   "blocks predicted by a model fitted on the same table",
-        "table": rel, "table_sha256": _sha256(lut_path), "table_entries": len(table),
+        "table": rel, "table_sha256": sha256_file(lut_path), "table_entries": len(table),
         "source": "Microsoft nn-Meter, nn_meter/predictor/transformer_predictor/lut/ (MIT licence); see "
                   "profiles/data/nn_meter/PROVENANCE.txt",
         "predictor": {"kind": "non-negative per-operation regression + boosted residual (profiles.predictor)",

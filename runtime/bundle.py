@@ -36,7 +36,8 @@ from typing import Any, Annotated, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engram.errors import EngramError, FormatError, MismatchError
+from engram.fingerprint import sha256_file
+from engram.errors import EngramError, FormatError, MismatchError, from_validation_error
 from runtime.encoders import ExitEncoder, read_encoders
 from simulator.policy import Policy, check_policy
 
@@ -212,18 +213,6 @@ def _check_model(manifest: BundleManifest, model_or_fingerprint: Any, where: Pat
                                 f"given {str(fp.get(k))[:12]}...)", path=where, field=f"model.fingerprint.{k}")
 
 
-def _field_of(err: dict) -> str:
-    return ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed (JSON has no {name})")
 
@@ -241,9 +230,7 @@ def parse_manifest(obj: Any, path: Path | str | None = None) -> BundleManifest:
     try:
         return BundleManifest.model_validate(obj)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = first.get("msg", "invalid").removeprefix("Value error, ")
-        raise FormatError(msg, path=path, field=_field_of(first)) from None
+        raise from_validation_error(exc, path) from None
 
 
 def read_bundle(path: str | Path, model: Any) -> Bundle:

@@ -32,7 +32,7 @@ def _sweep_inputs(sweep_dir: Path) -> dict[str, Path]:
     import json
 
     from engram.errors import EngramError
-    from runtime.bundle import sha256_file
+    from engram.fingerprint import sha256_file
 
     path = sweep_dir / SWEEP_RESULT
     if not path.is_file():
@@ -284,7 +284,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from kernels.reference.store import load_reference
     from profiles.format import read_profile
     from runtime.blocks import compiled_blocks
-    from runtime.bundle import read_bundle, sha256_file
+    from engram.fingerprint import sha256_file
+    from runtime.bundle import read_bundle
     from runtime.engine import Runtime
     from runtime.frames import render_recorded_frames
     from runtime.overheads import kernel_drift

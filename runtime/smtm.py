@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from simulator.cache import COLD, HOT, SemanticCache
+from simulator.adaptation import Adapter, new_cache
+from simulator.cache import COLD, HOT
 from simulator.exit_metric import MIN_DISTANCE
 
 NEG = -np.inf
@@ -61,10 +62,8 @@ class CacheDecider:
         self.E = E
         self.dims = tuple(int(d) for d in dims)
         self.dmax = max(self.dims) if self.dims else 1
-        max_hot = self.ad.max_hot if "working-set" in self.strategies else None
-        self.cache = SemanticCache(cfg, E, self.dmax, self.dims, num_classes, max_hot=max_hot)
-        if "working-set" in self.strategies:
-            self.cache.set_hot_size(min(max(cfg.hot_size, self.ad.min_hot), self.ad.max_hot))
+        self.cache = new_cache(cfg, self.ad, E, self.dmax, self.dims, num_classes)
+        self.adapt = Adapter(self.cache, self.ad, num_classes)
         m = policy.metric
         self.metric = m.kind
         self.thresholds = [float(m.thresholds[e]) for e in enabled]
@@ -82,12 +81,7 @@ class CacheDecider:
         start = order[cfg.cold_from] if cfg.cold_from is not None else 0
         self.cold_ok = [order[e] >= start for e in enabled]
         self.reset_on_video = "scene-reset" in self.strategies and self.ad.reset_on_new_video
-        self.track_answers = "working-set" in self.strategies
-        self.last_answer = np.full(num_classes, -np.inf)
-        self.miss_streak = 0
-        self.hits_since_miss = 0
         self.scene_changes = 0
-        self.cache_bytes = 0  # peak
         self._d = np.empty(2, dtype=np.float32)
         self._view_version = -1
         # Per frame (set by begin)
@@ -175,43 +169,20 @@ class CacheDecider:
         level = int(cache.level[slot])
         t = self.t
         if level == COLD:
-            cache.promote(slot)
-            cache.touch_one(slot, t)
-            self.last_answer[c] = t
+            self.adapt.promote(slot, c, t)
         else:
             cache.touch(np.array([slot]), np.array([t]))
-            if self.track_answers:
-                self.last_answer[c] = max(self.last_answer[c], t)
-        self.hits_since_miss += 1
+            if self.adapt.track_answers:
+                self.adapt.last_answer[c] = max(self.adapt.last_answer[c], t)
+            self.adapt.hits_since_miss += 1
         return c, level
 
     def confirm(self, c: int, vectors: np.ndarray) -> None:
         """The frame ran to the end and the model answered ``c``; ``vectors``: (E, dmax) its vectors, padded."""
-        cache, ad = self.cache, self.ad
-        t = self.t
-        present = cache.slot_of[c] >= 0
-        if self.hits_since_miss:
-            self.miss_streak = 0
-        self.hits_since_miss = 0
-        self.miss_streak = 0 if present else self.miss_streak + 1
-        if "scene-reset" in self.strategies and self.miss_streak >= ad.miss_streak:
-            if ad.on_scene_change == "reset":
-                cache.reset()
-            else:
-                cache.shrink(ad.keep)
+        if self.adapt.confirm(c, vectors, self.t):
             self.scene_changes += 1
-            self.miss_streak = 0
-            present = cache.slot_of[c] >= 0
-        self.last_answer[c] = t
-        if "working-set" in self.strategies:
-            ws = int(np.count_nonzero(self.last_answer >= t - ad.window_s))
-            cache.set_hot_size(min(max(ws, ad.min_hot), ad.max_hot))
-        if present:
-            s = int(cache.slot_of[c])
-            if "ema" in self.strategies:
-                cache.update_centre(s, vectors, ad.ema_alpha)
-        else:
-            s = cache.insert(c, vectors, t)
-        cache.touch_one(s, t)
-        if not present:
-            self.cache_bytes = max(self.cache_bytes, cache.bytes())
+
+    @property
+    def cache_bytes(self) -> int:
+        """Peak bytes of the cache so far."""
+        return self.adapt.peak_bytes

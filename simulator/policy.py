@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engram.errors import EngramError, FormatError, MismatchError
+from engram.errors import EngramError, FormatError, MismatchError, from_validation_error
 
 FORMAT_NAME = "engram.policy"
 FORMAT_VERSION = 1
@@ -156,10 +156,6 @@ def policy_json_schema() -> dict:
     return schema
 
 
-def _field_of(err: dict) -> str:
-    return ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-
-
 def parse_policy(obj: object, path: str | Path | None = None) -> Policy:
     if isinstance(obj, dict):
         if obj.get("format", FORMAT_NAME) != FORMAT_NAME:
@@ -171,9 +167,7 @@ def parse_policy(obj: object, path: str | Path | None = None) -> Policy:
     try:
         return Policy.model_validate(obj)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = first.get("msg", "invalid").removeprefix("Value error, ")
-        raise FormatError(msg, path=path, field=_field_of(first)) from None
+        raise from_validation_error(exc, path) from None
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.cache import COLD, HOT, SemanticCache
+from simulator.adaptation import Adapter, new_cache
+from simulator.cache import COLD, HOT
 from simulator.engines import FULL, Engine
 from simulator.exit_metric import MIN_DISTANCE
 
@@ -81,10 +82,8 @@ class SmtmEngine(Engine):
         self.V = np.ascontiguousarray(w.vectors[:, self.ex_idx, :])  # (n, E, d)
         self.VT = np.ascontiguousarray(self.V.transpose(1, 0, 2))  # (E, n, d): a window is one contiguous slab
         dims = tuple(w.dims[j] for j in self.ex_idx)
-        max_hot = self.ad.max_hot if "working-set" in self.strategies else None
-        self.cache = SemanticCache(cfg, E, self.V.shape[2], dims, w.num_classes, max_hot=max_hot)
-        if "working-set" in self.strategies:
-            self.cache.set_hot_size(min(max(cfg.hot_size, self.ad.min_hot), self.ad.max_hot))
+        self.cache = new_cache(cfg, self.ad, E, self.V.shape[2], dims, w.num_classes)
+        self.adapt = Adapter(self.cache, self.ad, w.num_classes)
         self.metric = policy.metric.kind if policy.metric is not None else "cosine"
         if not oracle:
             self.thresholds = np.array([policy.metric.thresholds[e] for e in enabled], dtype=np.float64)
@@ -127,10 +126,6 @@ class SmtmEngine(Engine):
         self.cur_video = -1
         self.pending: list[int] = []  # frames whose hits are not yet recorded as uses
         self.hit_slot = np.full(len(w), -1, dtype=np.int64)
-        self.last_answer = np.full(w.num_classes, -np.inf)
-        self.track_answers = "working-set" in self.strategies  # last_answer is the working set's only reader
-        self.miss_streak = 0
-        self.hits_since_miss = 0
         self.upd_mj = device.update_ms * self.proc.active_mw / 1000.0
         self.hit_ms = float(getattr(device, "hit_ms", 0.0))  # recording a hit (0 unless the profile measured it)
         self.hit_mj = self.hit_ms * self.proc.active_mw / 1000.0
@@ -177,7 +172,7 @@ class SmtmEngine(Engine):
             return (compute + lookup + update) / 1000.0
         self.hit_slot[i] = self.w_slot[j]
         self.pending.append(i)
-        self.hits_since_miss += 1
+        self.adapt.hits_since_miss += 1
         if self.hit_ms:
             self.update_ms[i] = self.hit_ms
             self.energy_mj[i] += self.hit_mj
@@ -355,45 +350,16 @@ class SmtmEngine(Engine):
             idx = np.array(self.pending)
             times = self.w.arrival_s[idx]
             self.cache.touch(self.hit_slot[idx], times)
-            if self.track_answers:
-                np.maximum.at(self.last_answer, self.answer[idx], times)
+            if self.adapt.track_answers:
+                np.maximum.at(self.adapt.last_answer, self.answer[idx], times)
             self.pending.clear()
 
     def _apply_event(self, i: int, slot: int) -> None:
-        cache, ad = self.cache, self.ad
         self._flush()
         t = float(self.w.arrival_s[i])
         if self.exit_pos[i] != FULL:  # a cold hit: promotion
-            cache.promote(slot)
-            cache.touch_one(slot, t)
-            self.last_answer[self.answer[i]] = t
-            self.hits_since_miss += 1
+            self.adapt.promote(slot, int(self.answer[i]), t)
             return
-        c = int(self.w.prediction[i])
-        present = cache.slot_of[c] >= 0
-        if self.hits_since_miss:
-            self.miss_streak = 0
-        self.hits_since_miss = 0
-        self.miss_streak = 0 if present else self.miss_streak + 1
-        if "scene-reset" in self.strategies and self.miss_streak >= ad.miss_streak:
-            if ad.on_scene_change == "reset":
-                cache.reset()
-            else:
-                cache.shrink(ad.keep)
+        if self.adapt.confirm(int(self.w.prediction[i]), self.V[i], t):
             self.scene_changes.append(i)
-            self.miss_streak = 0
-            present = cache.slot_of[c] >= 0
-        self.last_answer[c] = t
-        if "working-set" in self.strategies:
-            ws = int(np.count_nonzero(self.last_answer >= t - ad.window_s))
-            cache.set_hot_size(min(max(ws, ad.min_hot), ad.max_hot))
-        vec = self.V[i]
-        if present:
-            s = int(cache.slot_of[c])
-            if "ema" in self.strategies:
-                cache.update_centre(s, vec, ad.ema_alpha)
-        else:
-            s = cache.insert(c, vec, t)
-        cache.touch_one(s, t)
-        if not present:  # only an insertion can grow the cache
-            self.cache_bytes = max(self.cache_bytes, cache.bytes())
+        self.cache_bytes = self.adapt.peak_bytes

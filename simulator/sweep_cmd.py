@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from engram.fingerprint import sha256_file
+
 from simulator.cli import DEFAULT_CALIBRATION, DEFAULT_PROFILE, DEFAULT_TRACE, format_table, load_inputs
 
 DEFAULT_SWEEP_OUT = Path("out") / "sweep"
@@ -99,7 +101,7 @@ def do_sweep(profile_path: Path, trace_path: Path, calibration_path: Path, out: 
 
     device, workload, calibration = load_inputs(profile_path, trace_path, calibration_path)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {"profile": file_sha(profile_path), "trace": file_sha(trace_path), "calibration": file_sha(calibration_path)}
+    inputs = {"profile": sha256_file(profile_path), "trace": sha256_file(trace_path), "calibration": sha256_file(calibration_path)}
     name = _study_name(settings.key(inputs))
     _check_existing(out / JOURNAL, name, restart)
     t0 = time.time()
@@ -122,16 +124,6 @@ def do_sweep(profile_path: Path, trace_path: Path, calibration_path: Path, out: 
     _page(out, result)
     held = workload.select_videos(result["split"]["heldout"])
     return result, held_runs, held, device
-
-
-def file_sha(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _page(out: Path, result: dict[str, Any]) -> None:

@@ -274,7 +274,7 @@ def test_export_errors_are_one_line_with_status_2(capsys, tmp_path):
 def test_export_from_a_sweep_directory(capsys, tmp_path, reference_model, compiled, piece):
     """--from reads SWEEP_DIR/chosen_policy.json; a no-cache policy gives a bundle without encoders that the
     runtime runs as plain inference."""
-    from runtime.bundle import sha256_file
+    from engram.fingerprint import sha256_file
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()

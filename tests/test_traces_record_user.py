@@ -18,7 +18,8 @@ from engram.cli import main
 from kernels.reference.store import load_encoders, load_heads
 from traces.format import LabelTrace, PrimaryRule, TraceMeta, read_recorded_trace, write_trace
 from traces.frames import discover, natural_key, to_array
-from traces.user_model import load_user_model, pool, sha256_file
+from engram.fingerprint import sha256_file
+from traces.user_model import load_user_model, pool
 
 MODEL_PY = '''
 import torch

@@ -9,7 +9,6 @@ input size or class count fails before any frame is read. Everything the user ca
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from engram.fingerprint import sha256_file
 from engram.errors import EngramError, FormatError
 
 NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -87,14 +87,6 @@ def parse_model_ref(text: str) -> tuple[Path, str] | None:
     if text.endswith(".py"):
         raise EngramError(f"{text!r}: name the function that builds the model, as FILE.py:FUNCTION", field="--model")
     return None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_class_names(path: Path) -> tuple[str, ...]:
