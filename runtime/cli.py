@@ -134,9 +134,7 @@ def export_cmd(policy, from_dir, profile_path, trace_path, calibration_path, enc
 def _validate_frames(labels_path: Path, mapping: str, seed: int, videos: str | None, max_frames: int):
     """The label trace's frames to run (first ``max_frames`` of the chosen videos) and its class mapping, chosen as
     `trace record --trace` chooses them (the rank mapping over the whole label trace)."""
-    import numpy as np
 
-    from engram.errors import EngramError
     from kernels.procedural import CATALOGUE
     from traces.format import RecordedTrace, read_trace
     from traces.mapping import file_mapping, frequency_rank_mapping
@@ -145,18 +143,8 @@ def _validate_frames(labels_path: Path, mapping: str, seed: int, videos: str | N
     labels = whole.labels if isinstance(whole, RecordedTrace) else whole
     names = CATALOGUE.names()
     cmap = frequency_rank_mapping(labels, names, seed) if mapping == "rank" else file_mapping(Path(mapping), labels, names)
-    if videos:
-        wanted = [v.strip() for v in videos.split(",") if v.strip()]
-        unknown = [v for v in wanted if v not in labels.video_names]
-        if unknown:
-            raise EngramError(f"no video {unknown[0]!r} in the trace", path=labels_path, field="video")
-        codes = [labels.video_names.index(v) for v in wanted]
-        labels = labels.select_rows(np.flatnonzero(np.isin(labels.video, codes)))
-    if max_frames < len(labels):
-        labels = labels.select_rows(np.arange(max_frames))
-    if len(labels) == 0:
-        raise EngramError("no frames to run", path=labels_path)
-    return labels, cmap
+    wanted = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
+    return labels.pick(wanted, max_frames, labels_path, "run"), cmap
 
 
 def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):

@@ -367,7 +367,6 @@ def _record_rendered(labels_path, model, out, mapping, seed, strength, videos, m
     import numpy as np
     import torch
 
-    from engram.errors import EngramError
     from kernels.procedural import CATALOGUE
     from traces.format import RecordedTrace, read_trace, write_trace
     from traces.mapping import file_mapping, frequency_rank_mapping
@@ -383,17 +382,8 @@ def _record_rendered(labels_path, model, out, mapping, seed, strength, videos, m
         cmap = frequency_rank_mapping(labels, names, seed)
     else:
         cmap = file_mapping(Path(mapping), labels, names)
-    if videos:
-        wanted = [v.strip() for v in videos.split(",") if v.strip()]
-        unknown = [v for v in wanted if v not in labels.video_names]
-        if unknown:
-            raise EngramError(f"no video {unknown[0]!r} in the trace", path=labels_path, field="video")
-        codes = [labels.video_names.index(v) for v in wanted]
-        labels = labels.select_rows(np.flatnonzero(np.isin(labels.video, codes)))
-    if max_frames is not None and max_frames < len(labels):
-        labels = labels.select_rows(np.arange(max_frames))
-    if len(labels) == 0:
-        raise EngramError("no frames to record", path=labels_path)
+    wanted = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
+    labels = labels.pick(wanted, max_frames, labels_path)
     ref = _load_reference_model(model)
     bar = _progress_bar(len(labels), "recording")
 

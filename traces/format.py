@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engram.errors import FormatError
+from engram.errors import EngramError, FormatError
 from engram.fileio import atomic_path
 
 FORMAT_NAME = "engram.trace"
@@ -281,6 +281,23 @@ class LabelTrace:
     def with_meta(self, meta: TraceMeta) -> "LabelTrace":
         return LabelTrace(meta, self.video_names, self.video, self.frame, self.time_s, self.label,
                           self.objects_offsets, self.objects_values)
+
+    def pick(self, videos: Sequence[str] | None, max_frames: int | None, path: str | Path | None = None,
+             what: str = "record") -> "LabelTrace":
+        """The frames of the named videos (all when None), at most ``max_frames`` of them, in trace order; an
+        unknown video or nothing left is an error naming ``path``."""
+        t = self
+        if videos:
+            unknown = [v for v in videos if v not in t.video_names]
+            if unknown:
+                raise EngramError(f"no video {unknown[0]!r} in the trace", path=path, field="video")
+            codes = [t.video_names.index(v) for v in videos]
+            t = t.select_rows(np.flatnonzero(np.isin(t.video, codes)))
+        if max_frames is not None and max_frames < len(t):
+            t = t.select_rows(np.arange(max_frames))
+        if len(t) == 0:
+            raise EngramError(f"no frames to {what}", path=path)
+        return t
 
     def select_rows(self, rows: np.ndarray) -> "LabelTrace":
         """The sub-trace of the given rows (a boolean mask or ascending indices); videos keep their order."""

@@ -123,16 +123,7 @@ def plan_frames(
         return FramePlan(frames_path, sources, [None] * len(sources), None, None, first, max_frames)
 
     assert labels_path is not None
-    if videos:
-        unknown = [v for v in videos if v not in labels.video_names]
-        if unknown:
-            raise EngramError(f"no video {unknown[0]!r} in the trace", path=labels_path, field="video")
-        codes = [labels.video_names.index(v) for v in videos]
-        labels = labels.select_rows(np.flatnonzero(np.isin(labels.video, codes)))
-    if max_frames is not None and max_frames < len(labels):
-        labels = labels.select_rows(np.arange(max_frames))
-    if len(labels) == 0:
-        raise EngramError("no frames to record", path=labels_path)
+    labels = labels.pick(videos, max_frames, labels_path)
 
     pairing: dict[str, str] = {}
     by_name = {s.name: s for s in sources}
