@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from simulator.policy import Policy
-from simulator.sweep_space import SPACE_VERSION, decode, param_names, preset_params
+from simulator.sweep_space import SPACE_VERSION, decode, param_names, preset_params, suggest
 from simulator.workload import Workload
 
 OBJECTIVES = ("mean_latency_ms", "active_energy_mj_per_frame", "accuracy_loss_pt")
@@ -228,16 +226,10 @@ def run_study(storage_path, study_name: str, ctx: Context, settings: SweepSettin
         size = min(settings.batch - done % settings.batch, settings.trials - done)
         study.sampler = _sampler(settings, generation)
         trials = [study.ask() for _ in range(size)]
-        params = [_params_of(t, exits) for t in trials]
+        params = [suggest(t, exits) for t in trials]
         for t, m in zip(trials, pool.map(params)):
             tell(t.number, m)
     return study
-
-
-def _params_of(trial, exits: tuple[str, ...]) -> dict[str, Any]:  # noqa: ANN001
-    from simulator.sweep_space import suggest
-
-    return suggest(trial, exits)
 
 
 def records_of(study) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:  # noqa: ANN001
@@ -260,14 +252,6 @@ def pareto(records: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> list[in
         if not dominated:
             front.append(n)
     return front
-
-
-def finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def policy_for(params: dict[str, Any], exits: tuple[str, ...], name: str = "tuned") -> Policy:
-    return decode(params, exits, name)
 
 
 # ---------------------------------------------------------------------------------------------- a whole sweep
@@ -316,10 +300,9 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
     chosen_json = None
     if chosen is not None:
         number, params, tune_m = chosen
-        policy = policy_for(params, device.exits, name=f"tuned (trial {number})")
+        policy = decode(params, device.exits, name=f"tuned (trial {number})")
         plain = next(r for r in held_runs if r.policy.kind == "no-cache")
-        held_run = simulate(held, device, policy, calibration=calibration,
-                            baseline=type(plain)(plain.policy, plain.enabled, plain.engine, plain.des, dict(plain.metrics)))
+        held_run = simulate(held, device, policy, calibration=calibration, baseline=plain)  # reads its metrics only
         held_runs.insert(0, held_run)
         chosen_json = {"trial": number, "params": params, "policy": held_run.policy.to_json(),
                        "tuning": tune_m, "heldout": _jsonable(held_run.metrics)}
