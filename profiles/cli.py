@@ -256,7 +256,7 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
     """Measure what the on-device runtime costs beyond the kernels on this machine and add it to a local profile.
 
     Adds the profile's optional `runtime` section (profiles/FORMAT.md): per-block dispatch overhead (the runtime's
-    Python-level block call minus TVM's time_evaluator, both timed now), the per-frame overhead, the runtime's own
+    Python-level block call minus the block timed as the profile timed it, both timed now), the per-frame overhead, the runtime's own
     lookup (numpy encode + search, 1..1024 entries) and cache-update cost. The block medians and everything else
     stay as they are; the simulator then predicts what the runtime measures (`run_sim.py validate`).
     """
@@ -279,7 +279,7 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
     if not encoders:
         raise EngramError(f"no semantic encoders for {prof.model.name}: the runtime's lookup cannot be measured",
                           path=profile_path, field="model.name")
-    section = measure_overheads(model, encoders, rounds=rounds, calls=calls,
+    section = measure_overheads(model, encoders, rounds=rounds, calls=calls, in_context=prof.blocks_in_context,
                                 progress=lambda msg: click.echo(f"measuring {msg}", err=True))
     written = write_profile(merge_overheads(prof.to_json(), section), out or profile_path)
     look = section["lookup"]["exits"]

@@ -397,6 +397,12 @@ class Profile:
     def fingerprint(self) -> dict[str, str]:
         return self.model.fingerprint
 
+    @property
+    def blocks_in_context(self) -> bool:
+        """Whether the blocks were timed in context (in sequence, as the runtime runs them) rather than each on
+        its own (older and RPC profiles)."""
+        return self.measurement.get("block_timing") == "in-context"
+
     def block(self, name: str) -> BlockProfile:
         for b in self.blocks:
             if b.name == name:

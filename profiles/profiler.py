@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 import engram
 from engram.errors import EngramError
 from profiles.format import (BlockProfile, DeviceInfo, EnergyInfo, ExitLookup, LatencyStats, LookupTable, MemoryInfo,
@@ -227,7 +229,10 @@ def profile_model(
     prof_blocks = []
     for b in blocks:
         st = latency_stats(m.blocks[b.name], config.trim)
-        lat = LatencyStats("measured", **st, note=f"{m.numbers[b.name]} runs per sample")
+        note = (f"in context (the blocks run in sequence, less the call overhead), {m.context_passes} passes per sample"
+                if m.in_context
+                else f"isolated (time_evaluator), {m.numbers[b.name]} runs per sample")
+        lat = LatencyStats("measured", **st, note=note)
         if st["cv"] > config.cv_warn:
             warn(f"block {b.name}: variation {st['cv']:.1%} is above {config.cv_warn:.0%} (median "
                  f"{st['median_ms']:.4f} ms); the machine was busy or the block is too short to time reliably")
@@ -263,7 +268,17 @@ def profile_model(
     tuning = {**compiled.records.to_json(), "tuned_kernels": sum(b.scheduled for b in compiled.blocks),
               "kernels": sum(b.kernels for b in compiled.blocks)}
     measurement = {"method": "measured: TVM time_evaluator on the device, blocks and whole model interleaved by round",
-                   **config.to_json(), "runs_per_sample": m.numbers}
+                   **config.to_json(), "runs_per_sample": m.numbers, "block_timing": "isolated"}
+    if m.in_context:
+        measurement.update({
+            "method": ("measured: blocks in context (the per-block VM functions called in sequence, each on the previous "
+                       "block's output, perf_counter around each call, as the runtime runs them) less each block's "
+                       "Python-level call overhead (the median over rounds of back-to-back calls minus time_evaluator "
+                       "on the same input, side by side); whole model and the isolated blocks by TVM time_evaluator; all interleaved by round"),
+            "block_timing": "in-context", "context_passes_per_sample": m.context_passes,
+            "isolated_median_ms": {n: latency_stats(v, config.trim)["median_ms"] for n, v in m.isolated.items()},
+            "call_overhead_median_ms": {n: round(max(0.0, float(np.median(v))), 6) for n, v in m.call_overhead.items()},
+            "blockwise_pass": latency_stats(m.chain, config.trim)})
     return Profile(
         created=now_iso(), generator={"engram": engram.__version__, "command": command or "profiles.profiler.profile_model"},
         device=device_info, model=model_info(model, dims, tuning), measurement=measurement, blocks=tuple(prof_blocks),

@@ -1,19 +1,22 @@
 """What the runtime costs beyond the kernels, measured the way it runs them (for a profile's ``runtime`` section).
 
-A profile's block latencies are TVM ``time_evaluator`` medians: the kernel run back to back inside the VM, with no
-Python in between. The runtime (:mod:`runtime.engine`) calls each block's VM function from Python, once per block
+A local profile's block latencies are timed in context: the blocks' VM functions called in sequence from Python,
+as the runtime calls them (:class:`kernels.tvm.timing.ChainTimer`); older and RPC profiles have TVM
+``time_evaluator`` medians instead (each kernel run back to back inside the VM). The runtime (:mod:`runtime.engine`) calls each block's VM function from Python, once per block
 per frame, copies the frame in, encodes and searches with numpy, and updates its cache. This module times those
 parts with the runtime's own code on this machine:
 
-- ``dispatch_ms[block]``: the median of a Python-level ``vm["main"](x)`` call (timed with ``perf_counter`` around
-  the call, as :meth:`runtime.engine.Runtime.step` does) minus ``time_evaluator``'s median of the same kernel on
-  the same input, both measured here in interleaved rounds (clamped at 0);
+- ``dispatch_ms[block]``: the median of the runtime's own call of the block (timed with ``perf_counter`` around
+  the call by :meth:`runtime.engine.Runtime.step`) minus the median of the block timed the way the profile timed
+  it (in context, or ``time_evaluator``), both measured here in interleaved rounds (clamped at 0);
 - ``frame_ms``: a plain (no-cache) runtime's frame latency minus its blocks' timed calls: copying the frame in,
   reading the answer, the bookkeeping of a frame;
 - ``lookup``: at each exit point, for 1..1024 cached entries, what the runtime does there: read the block's
   output, encode it (:class:`runtime.encoders.ExitEncoder`) and search the cache
-  (:meth:`runtime.smtm.CacheDecider.lookup`, calibrated metric, no match), timed right after the exit's block has
-  run (as in the runtime: a lookup straight after the block costs markedly more than the same lookup repeated);
+  (:meth:`runtime.smtm.CacheDecider.lookup`, calibrated metric, no match), timed in context: frames run through
+  every block with a lookup at every exit point, as the runtime runs a frame that finds no match (a lookup
+  repeated on its own, or right after only its own block, finds its encoder in cache and cost about a third
+  less on this machine);
 - ``update_ms``: a confirmed frame's cache update (:meth:`runtime.smtm.CacheDecider.confirm`) and the refresh of
   the search view that the next frame then does.
 
@@ -29,10 +32,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-METHOD = ("measured-runtime: Python-level block calls (perf_counter, as runtime.engine) minus TVM time_evaluator of "
-          "the same kernel, interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
-          "lookup = runtime.encoders encode + runtime.smtm.CacheDecider.lookup (calibrated, no match) right after the exit's "
-          "block; update = CacheDecider.confirm right after the last block + the next frame's view refresh; hit = "
+METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.engine) minus the blocks timed as the "
+          "profile timed them ({timing}), interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
+          "lookup = runtime.encoders encode + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every exit of frames "
+          "run through all blocks; update = CacheDecider.confirm right after the last block + the next frame's view refresh; hit = "
           "CacheDecider.hit")
 
 
@@ -66,14 +69,14 @@ def _lookup_decider(exits: Sequence[str], dims: Sequence[int], num_classes: int)
 
 
 def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds: int = 15, calls: int = 200,  # noqa: ANN001
-                      entries: Sequence[int] = ENTRIES, seed: int = 0,
+                      entries: Sequence[int] = ENTRIES, seed: int = 0, in_context: bool = True,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The ``runtime`` section of a profile for ``model`` (a BlockwiseModel) and its semantic encoders
     (``{exit: encoder}`` with ``mean``, ``components``, ``centres`` as numpy arrays) on this machine.
 
     ``blocks``: a :class:`runtime.blocks.TvmBlocks` (default: compiled here with the shipped tuning records).
+    ``in_context``: the profile's blocks were timed in context (else by ``time_evaluator``).
     """
-    from kernels.tvm.timing import KernelTimer
     from runtime.encoders import ExitEncoder
     from runtime.engine import Runtime
 
@@ -92,11 +95,9 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
         inputs.append(cur)
         cur = fn(cur)
     # Dispatch and frame overhead: a plain (no-cache) runtime's frames, block by block as it times them, against
-    # time_evaluator's samples of the same kernels, interleaved by round.
+    # the blocks timed as the profile timed them, interleaved by round.
     say("dispatch and frame overhead")
-    timers = [KernelTimer(vm, blocks.device, [x]) for vm, x in zip(blocks._keep, inputs)]
-    for t in timers:
-        t.calibrate(1.0)
+    reference = _block_timer(blocks, inputs, in_context)
     rt = Runtime(_no_cache_bundle(model), blocks)
     frames = rng.random((8, *model.input_shape), dtype=np.float32)
     per_round = max(10, calls // rounds)
@@ -106,7 +107,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     chain = np.zeros((rounds * per_round, len(names)))
     over = np.zeros(rounds * per_round)
     for r in range(rounds):
-        te[r] = [t.sample_ms() for t in timers]
+        te[r] = reference()
         for i in range(per_round):
             res = rt.step(frames[i % len(frames)], t=float(i))
             chain[r * per_round + i] = res.block_ms
@@ -136,23 +137,28 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
         cts.append(ct / np.linalg.norm(ct, axis=1, keepdims=True))
     samples = np.zeros((rounds, len(entries), len(exits)))
     per_call = max(10, calls // rounds)
+    at_exit = {e: k for k, e in enumerate(exits)}
+    x_first = ins[names[0]][1]
+    one = np.empty((per_call, len(exits)))
     for r in range(rounds):
         for a, n in enumerate(entries):
             dec.K, dec.n_hot, dec.slots = int(n), int(n), np.arange(int(n))
             dec.cold_stage = [False] * len(exits)
             dec.CT = cts[a]
-            for k, (e, enc) in enumerate(zip(exits, encs)):
-                fn, x = ins[e]
-                d = dims[k]
-                one = np.empty(per_call)
-                for i in range(per_call):
-                    # Right after the exit's block, as in the runtime (its threads, its caches).
-                    fm = fn(x)
+            for i in range(per_call):
+                # In context, as in a frame that finds no match: every block in turn, and at each exit point the
+                # runtime's read, encode and search, so each lookup meets the caches the blocks before it left.
+                cur = x_first
+                for fn, e in zip(blocks.functions, names):
+                    cur = fn(cur)
+                    k = at_exit.get(e)
+                    if k is None:
+                        continue
                     t0 = pc()
-                    vec[k, :d] = enc.encode(to_numpy(fm))[0]
+                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0]
                     dec.lookup(k, vec[k])
-                    one[i] = pc() - t0
-                samples[r, a, k] = float(np.median(one)) * 1000.0
+                    one[i, k] = pc() - t0
+            samples[r, a] = np.median(one, axis=0) * 1000.0
     med = np.median(samples, axis=0)  # (entries, exits)
     lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(exits)}
     # Update: a confirmed frame (insert, or moving average of a present class) and the next frame's view refresh.
@@ -186,7 +192,8 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
         dec.hit(slot)
         hits.append(pc() - t0)
     hit_ms = round(float(np.median(hits)) * 1000.0, 6)
-    return {"source": "measured-runtime", "method": METHOD, "processor": "cpu",
+    timing = "blocks in context, kernels.tvm.timing.ChainTimer" if in_context else "TVM time_evaluator of each block"
+    return {"source": "measured-runtime", "method": METHOD.format(timing=timing), "processor": "cpu",
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
             "lookup": {"entries": [int(n) for n in entries], "exits": lookup}}
 
@@ -204,22 +211,53 @@ def merge_overheads(profile_obj: Mapping[str, Any], runtime_section: Mapping[str
     return out
 
 
-def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int = 5, seed: int = 0) -> dict[str, float]:  # noqa: ANN001
-    """The blocks' kernels timed now (``time_evaluator``, as the profiler times them; medians of ``rounds``
-    samples) against the profile's medians: tells a cost-model error from a machine that runs slower or faster
-    now than when it was profiled (other load, frequency)."""
-    from kernels.tvm.timing import KernelTimer
+def _block_timer(blocks, inputs, in_context: bool) -> Callable[[], np.ndarray]:  # noqa: ANN001
+    """One sample of every block's milliseconds, timed the way a profile times them: in context (the blocks in
+    sequence from the first one's input) or each on its own by ``time_evaluator``."""
+    from kernels.tvm.timing import ChainTimer, KernelTimer
 
+    if in_context:
+        chain = ChainTimer(blocks.functions, inputs[0], blocks.device)
+        chain.calibrate(1.0)
+        return lambda: chain.sample_ms()[0]
+    timers = [KernelTimer(vm, blocks.device, [x]) for vm, x in zip(blocks._keep, inputs)]
+    for t in timers:
+        t.calibrate(1.0)
+    return lambda: np.array([t.sample_ms() for t in timers])
+
+
+def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int = 5, seed: int = 0,  # noqa: ANN001
+                 in_context: bool = True) -> dict[str, float]:
+    """The blocks timed now, as the profiler timed them (medians of ``rounds`` samples), against the profile's
+    medians: tells a cost-model error from a machine that runs slower or faster now than when it was profiled
+    (other load, frequency)."""
     rng = np.random.default_rng(seed)
     cur = blocks.input(rng.random((1, *model.input_shape), dtype=np.float32))
     inputs = []
     for fn in blocks.functions:
         inputs.append(cur)
         cur = fn(cur)
-    timers = [KernelTimer(vm, blocks.device, [x]) for vm, x in zip(blocks._keep, inputs)]
-    for t in timers:
-        t.calibrate(1.0)
-    now = np.median([[t.sample_ms() for t in timers] for _ in range(rounds)], axis=0)
+    sample = _block_timer(blocks, inputs, in_context)
+    now = np.median([sample() for _ in range(rounds)], axis=0)
     then = float(np.sum(profile_block_ms))
     return {"kernels_now_ms": float(np.sum(now)), "kernels_profiled_ms": then,
-            "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan")}
+            "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan"),
+            "blocks_now_ms": [float(v) for v in now]}
+
+
+def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float]):  # noqa: ANN001, ANN201
+    """``device`` (a simulator DeviceModel) at the machine's current speed: each block's profiled latency replaced
+    by its time now, and the costs the profile measured beside the blocks (the runtime's dispatch and per-frame
+    overhead, lookups, cache updates, hits) scaled by the blocks' overall ratio now/profiled, on the assumption
+    that a slower or faster phase of a shared machine (frequency, other tenants) affects all of its work alike.
+    Energy stays as profiled."""
+    import dataclasses
+
+    then = np.asarray(profiled_ms, np.float64)
+    now = np.asarray(now_ms, np.float64)
+    f = float(now.sum() / then.sum()) if then.sum() > 0 else 1.0
+    pc = device.processor(processor)
+    procs = dict(device.processors)
+    procs[pc.name] = dataclasses.replace(pc, block_ms=(pc.block_ms - then) * f + now)
+    return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * f, hit_ms=device.hit_ms * f,
+                               lookup_ms={e: v * f for e, v in device.lookup_ms.items()})

@@ -103,3 +103,9 @@ def test_profile_locally_end_to_end(tmp_path):
     assert p.device.kind == "local" and p.device.tvm_version
     assert p.model.tuning and p.model.tuning["tuned_kernels"] == p.model.tuning["kernels"]
     assert p.memory.planned_activation_bytes < p.memory.pingpong_activation_bytes
+    # A local device times the blocks in context and keeps the isolated timings beside them.
+    assert p.blocks_in_context and p.measurement["block_timing"] == "in-context"
+    assert set(p.measurement["isolated_median_ms"]) == set(p.block_names)
+    assert all(v >= 0 for v in p.measurement["call_overhead_median_ms"].values())
+    assert all("in context" in p.stats(b).note for b in p.block_names)
+    assert p.measurement["blockwise_pass"]["median_ms"] > 0

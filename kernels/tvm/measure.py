@@ -4,6 +4,14 @@ exit point for a range of cache sizes.
 Blocks and the whole model are timed interleaved, round by round (one sample of each per round, after
 warm-up rounds), so slow phases of the machine (other processes, frequency changes) hit all of them
 alike and the sum of the per-block medians stays comparable with the whole model's median.
+
+On a local device every round also times the blocks *in context* (:class:`kernels.tvm.timing.ChainTimer`:
+the blocks in sequence, each on the previous one's output, as the runtime runs them), less what a Python-level
+call of the block costs beyond its kernels (:class:`kernels.tvm.timing.CallTimer` against ``time_evaluator``,
+same block, same round: the whole model pays no such call between its blocks, and the runtime's profile
+section charges it as dispatch). Those are the blocks' latencies; the isolated ``time_evaluator`` samples are
+kept for comparison. Over RPC only the
+isolated timing is possible.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from kernels.tvm.compile import CompiledModel
 from kernels.tvm.counters import EnergyCounter
 from kernels.tvm.lookup import LookupInputs, compile_lookup
 from kernels.tvm.rpc import Session
-from kernels.tvm.timing import KernelTimer, TimingConfig
+from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig
 
 LOOKUP_ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -33,7 +41,7 @@ class ExitSpec:
 
 @dataclass
 class Measurement:
-    blocks: dict[str, list[float]]  # raw samples (ms), block order
+    blocks: dict[str, list[float]]  # raw samples (ms), block order: in context where measured, else isolated
     whole: list[float]
     numbers: dict[str, int]  # runs per sample
     lookup: dict[str, dict[int, list[float]]] = field(default_factory=dict)
@@ -41,6 +49,14 @@ class Measurement:
     energy_mj: dict[str, float] | None = None  # per block, from an energy counter
     counter: str | None = None
     config: TimingConfig = field(default_factory=TimingConfig)
+    isolated: dict[str, list[float]] | None = None  # time_evaluator samples, when ``blocks`` holds in-context ones
+    call_overhead: dict[str, list[float]] | None = None  # per round: a Python-level call's cost beyond the kernels
+    chain: list[float] | None = None  # in-context passes' totals (blocks + the glue between calls)
+    context_passes: int = 0
+
+    @property
+    def in_context(self) -> bool:
+        return self.isolated is not None
 
 
 def _progress(total: int, desc: str, enabled: bool):  # noqa: ANN202
@@ -60,8 +76,11 @@ def measure_model(
     counter: EnergyCounter | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    context: bool | None = None,
 ) -> Measurement:
+    """``context``: time the blocks in context too (default: on a local device)."""
     rng = np.random.default_rng(seed)
+    context = (session.remote is None) if context is None else context
     units = list(compiled.blocks) + ([compiled.whole] if compiled.whole is not None else [])
     timers: dict[str, KernelTimer] = {}
     for b in units:
@@ -69,6 +88,20 @@ def measure_model(
         x = rng.standard_normal(b.input_shape).astype(np.float32)
         timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)])
     numbers = {name: t.calibrate(config.sample_ms) for name, t in timers.items()}
+    chain = None
+    if context:
+        vms = [session.load(b.executable, b.name) for b in compiled.blocks]
+        x0 = session.tensor(rng.standard_normal(compiled.blocks[0].input_shape).astype(np.float32))
+        fns = [vm["main"] for vm in vms]
+        chain = ChainTimer(fns, x0, session.device)
+        chain.calibrate(config.sample_ms)
+        calls, cur = {}, x0
+        for b, f in zip(compiled.blocks, fns):
+            calls[b.name] = CallTimer(f, cur, numbers[b.name])
+            cur = f(cur)
+    ctx: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
+    call_ms: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
+    totals: list[float] = []
 
     samples: dict[str, list[float]] = {name: [] for name in timers}
     energy_uj = {name: 0.0 for name in timers}
@@ -86,6 +119,14 @@ def measure_model(
                         energy_uj[name] += counter.delta_uj(before, counter.read_uj())
                         runs[name] += t.number + 1  # time_evaluator's warm-up run included
                 bar.update(1)
+            if chain is not None:
+                per_block, total = chain.sample_ms()
+                host = {name: t.sample_ms() for name, t in calls.items()}
+                if r >= config.warmup:
+                    for b, v in zip(compiled.blocks, per_block):
+                        call_ms[b.name].append(host[b.name] - samples[b.name][-1])
+                        ctx[b.name].append(float(v))
+                    totals.append(total)
 
         lookup: dict[str, dict[int, list[float]]] = {}
         for e in exits:
@@ -107,5 +148,13 @@ def measure_model(
     energy = None
     if counter is not None:
         energy = {n: energy_uj[n] / max(runs[n], 1) * 1e-3 for n in samples}
+    isolated = None
+    if chain is not None:
+        # The blocks' kernels in context: each in-sequence call less what a Python-level call of that block costs
+        # beyond time_evaluator's loop on the same input (the median over the rounds of the two taken side by side;
+        # a constant per block, so that the difference of two noisy timings does not add to the samples' spread).
+        over = {n: max(0.0, float(np.median(v))) for n, v in call_ms.items()}
+        isolated, samples = samples, {n: [x - over[n] for x in v] for n, v in ctx.items()}
     return Measurement(samples, whole, numbers, lookup, tuple(int(n) for n in lookup_entries), energy,
-                       None if counter is None else counter.name, config)
+                       None if counter is None else counter.name, config, isolated,
+                       call_ms if chain else None, totals if chain else None, chain.passes if chain else 0)

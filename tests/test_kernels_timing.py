@@ -1,0 +1,58 @@
+"""The timers the profiler uses, on plain Python callables whose cost is known (sleeps)."""
+
+import time
+
+import numpy as np
+import pytest
+
+from kernels.tvm.timing import CallTimer, ChainTimer, latency_stats, trimmed
+
+
+def _sleeper(ms: float, seen: list):
+    def f(x):
+        seen.append(x)
+        time.sleep(ms / 1000.0)
+        return x + 1
+
+    return f
+
+
+def test_chain_feeds_each_block_the_previous_output_and_times_each():
+    seen: list = []
+    chain = ChainTimer([_sleeper(2.0, seen), _sleeper(6.0, seen), _sleeper(1.0, seen)], 10)
+    per_block, total = chain.run()
+    assert seen == [10, 11, 12]
+    assert per_block.shape == (3,)
+    # Sleeps last at least as long as asked; the order of the costs must come out right.
+    assert per_block[0] >= 2.0 and per_block[1] >= 6.0 and per_block[2] >= 1.0
+    assert per_block[1] > per_block[0] > per_block[2]
+    assert total >= per_block.sum()
+
+
+def test_chain_calibration_and_sample_average_passes():
+    seen: list = []
+    chain = ChainTimer([_sleeper(1.0, seen), _sleeper(1.0, seen)], 0)
+    passes = chain.calibrate(8.0)
+    assert 2 <= passes <= 4  # about 8 ms of ~2.1 ms passes
+    seen.clear()
+    per_block, total = chain.sample_ms()
+    assert len(seen) == 2 * passes
+    assert per_block.min() >= 1.0 and total >= per_block.sum()
+
+
+def test_call_timer_is_the_mean_of_its_calls():
+    calls = []
+    t = CallTimer(lambda x: calls.append(x) or time.sleep(0.002), "x", number=5)
+    ms = t.sample_ms()
+    assert calls == ["x"] * 5
+    assert 2.0 <= ms < 20.0
+
+
+@pytest.mark.parametrize("trim", [0.0, 0.2, 0.5])
+def test_trimming_drops_only_the_slowest(trim):
+    samples = [1.0, 1.1, 0.9, 50.0, 1.05, 0.95, 1.0, 40.0, 1.02, 0.98]
+    kept = trimmed(samples, trim)
+    assert len(kept) == int(np.ceil(len(samples) * (1 - trim)))
+    assert kept.min() == 0.9
+    st = latency_stats(samples, 0.2)
+    assert st["max_ms"] < 40.0 and st["samples"] == 8 and st["min_ms"] <= st["median_ms"] <= st["p90_ms"]
