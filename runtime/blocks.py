@@ -34,6 +34,7 @@ class TvmBlocks:
     source: str = ""
     _keep: Any = None  # VMs and loaded modules (the functions need them alive)
     _input: Any = None  # the input buffer
+    session: Any = None  # the kernels.tvm.rpc.Session the blocks were loaded on (kept open), if any
 
     @classmethod
     def from_executables(cls, executables: Sequence[tuple[str, Any]], device=None, source: str = "") -> "TvmBlocks":  # noqa: ANN001
@@ -65,6 +66,20 @@ class TvmBlocks:
             mods.append((n, tvm.runtime.load_module(str(lib))))
         return cls.from_executables(mods, device, source=str(d))
 
+    @classmethod
+    def on_session(cls, compiled, session) -> "TvmBlocks":  # noqa: ANN001
+        """A ``CompiledModel``'s blocks loaded on a :class:`kernels.tvm.rpc.Session`: this CPU, or a device behind
+        TVM's RPC server (each block's library is uploaded and loaded there; the frames and the feature maps the
+        exits read cross the network, the blocks' outputs stay on the device)."""
+        vms = [session.load(b.executable, b.name) for b in compiled.blocks]
+        return cls(tuple(b.name for b in compiled.blocks), [vm["main"] for vm in vms], session.device,
+                   f"{compiled.target.name} on {session.address.url}", vms, session=session)
+
+    @property
+    def remote(self) -> bool:
+        """The blocks run behind RPC: the host's clock around a call also times the network."""
+        return self.session is not None and self.session.remote is not None
+
     def input(self, x: np.ndarray) -> Any:
         """The frame as the first block's input: copied into a buffer allocated once (the blocks run synchronously,
         so the previous frame is done with it)."""
@@ -82,7 +97,7 @@ class TvmBlocks:
         """A block's output as a numpy array: a zero-copy view where DLPack allows (a CPU tensor), else a copy."""
         try:
             return np.from_dlpack(t)
-        except (TypeError, RuntimeError, BufferError, AttributeError):
+        except Exception:  # noqa: BLE001 - a remote tensor refuses DLPack with TVM's own error type
             return t.numpy()
 
 
@@ -111,6 +126,15 @@ def export_libraries(compiled, directory: str | Path) -> list[Path]:  # noqa: AN
         written += export_block(b, d, compiled.target)
     write_json_atomic(d / LIBRARIES_MANIFEST, {"blocks": [b.name for b in compiled.blocks], "target": compiled.target.name})
     return [*written, d / LIBRARIES_MANIFEST]
+
+
+def remote_blocks(model, session, *, records: str = "auto") -> TvmBlocks:  # noqa: ANN001
+    """Compile ``model`` for the target of ``session`` (a :class:`kernels.tvm.rpc.Session` on this CPU or a
+    device behind RPC) and load its blocks there. The returned blocks hold the session open."""
+    from kernels.tvm.compile import compile_model
+
+    cm = compile_model(model, session.target, records=records, whole=False)
+    return TvmBlocks.on_session(cm, session)
 
 
 _COMPILED: dict[tuple[str, str], TvmBlocks] = {}

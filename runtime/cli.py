@@ -226,8 +226,13 @@ def _format_validation(r: dict) -> str:
     return "\n".join([line(head), line(tuple("-" * x for x in w)), *(line(x) for x in rows),
                       f"decisions (exit point and answer) agree on {r['decisions_agree']:.2%} of the frames",
                       *([f"kernels now {r['kernels_now_ms']:.3f} ms against {r['kernels_profiled_ms']:.3f} ms profiled "
-                         f"({r['kernel_drift']:+.1%}): the machine's speed now, not the cost model"]
-                        if "kernel_drift" in r else [])])
+                         f"({r['kernel_drift']:+.1%}): the machine's speed now, not the cost model",
+                         f"at the blocks' speed during the runs the prediction is {r['predicted_now_mean_ms']:.3f} ms "
+                         f"({r['latency_error_now']:+.1%}); no cache {r['predicted_now_no_cache_mean_ms']:.3f} ms "
+                         f"({r['no_cache_latency_error_now']:+.1%})"]
+                        if "kernel_drift" in r else []),
+                      *([f"the blocks ran on {r['device']}: measured latencies are the host's clock around remote calls "
+                         "and include the network's round trips"] if r.get("latency_includes_network") else [])])
 
 
 @click.command("validate")
@@ -251,9 +256,13 @@ def _format_validation(r: dict) -> str:
               help="Frames run first and discarded (the runtimes start again with empty caches).")
 @click.option("--chunk", type=click.IntRange(min=1), default=50, show_default=True,
               help="The policy and plain inference run the frames in turn, this many at a time.")
+@click.option("--device", "device_url", default="local", show_default=True,
+              help="Where the runtime runs its blocks: 'local' or rpc://HOST:PORT[/KEY] (a phone's TVM RPC server).")
+@click.option("--target", default=None, show_default="this CPU",
+              help="TVM target the blocks are compiled for (e.g. a phone's: see `run_sim.py profile --help`).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, mapping, seed, strength, warmup, chunk,
-                 as_json) -> None:
+                 device_url, target, as_json) -> None:
     """Fidelity: the simulator's predicted latency and accuracy of a bundle's policy against what the runtime
     measures running it on this machine, on the same frames.
 
@@ -262,6 +271,10 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     under the bundle's policy and without a cache (for the measured speed-up). The simulation uses the policy as
     stored (its calibration) and this machine's profile; a profile with a `runtime` section (`run_sim.py profile
     runtime-overheads`) also accounts for the runtime's own overheads.
+
+    With --device rpc://..., the same runtime drives the blocks on a device behind TVM's RPC server (compiled for
+    --target): decisions and accuracy are the device's; latencies are the host's clock around each remote call, so
+    they include the network's round trips and are reported but not judged.
     """
     import dataclasses
     import json
@@ -271,18 +284,24 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from engram.errors import EngramError
     from kernels.reference.store import load_reference
     from profiles.format import read_profile
-    from runtime.blocks import compiled_blocks
+    from kernels.tvm.rpc import open_session, parse_device
+    from kernels.tvm.targets import resolve_target
+    from runtime.blocks import compiled_blocks, remote_blocks
     from engram.fingerprint import sha256_file
     from runtime.bundle import read_bundle
     from runtime.engine import Runtime
     from runtime.frames import render_recorded_frames
-    from runtime.overheads import kernel_drift
+    from runtime.overheads import at_current_speed, kernel_drift
     from simulator.device import from_profile
     from simulator.policy import Policy
     from simulator.run import simulate
     from simulator.workload import check_fit, from_recorded
     from traces.record import RecordSettings, record
 
+    session = None
+    if device_url != "local" or target is not None:
+        # Refuse a malformed address or an unreachable device before any work.
+        session = open_session(parse_device(device_url), resolve_target(target))
     ref = load_reference()
     bundle = read_bundle(bundle_path, ref.model)  # refuses another model's bundle
     warnings = []
@@ -316,7 +335,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     if sim.metrics.get("dropped"):
         click.echo(f"warning: the simulator dropped {sim.metrics['dropped']} frames (queue)", err=True)
 
-    blocks = compiled_blocks(ref.model)
+    blocks = compiled_blocks(ref.model) if session is None else remote_blocks(ref.model, session)
     rt = Runtime(bundle, blocks)
     rt_plain = Runtime(dataclasses.replace(bundle, manifest=bundle.manifest.model_copy(update={"policy": plain})), blocks)
     times, new_video = np.asarray(workload.arrival_s, np.float64), np.asarray(workload.new_video, bool)
@@ -325,15 +344,33 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         if w:
             r.run(frames[:w], times[:w], new_video[:w])
         r.reset()
-    drift = kernel_drift(blocks, ref.model, [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names])
+    profiled = [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names]
+    if not blocks.remote:
+        drift = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
     log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk)
-    after = kernel_drift(blocks, ref.model, [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names])
     report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
-    # The kernels timed now (before and after the runs) against the profile: a machine slower or faster now than
-    # when it was profiled shows here, not as a fault of the cost model.
-    report.update({"kernels_profiled_ms": drift["kernels_profiled_ms"],
-                   "kernels_now_ms": (drift["kernels_now_ms"] + after["kernels_now_ms"]) / 2,
-                   "kernel_drift": (drift["kernel_drift"] + after["kernel_drift"]) / 2})
+    if not blocks.remote:
+        after = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
+        # The kernels timed now (before and after the runs) against the profile: a machine slower or faster now
+        # than when it was profiled shows here, not as a fault of the cost model.
+        report.update({"kernels_profiled_ms": drift["kernels_profiled_ms"],
+                       "kernels_now_ms": (drift["kernels_now_ms"] + after["kernels_now_ms"]) / 2,
+                       "kernel_drift": (drift["kernel_drift"] + after["kernel_drift"]) / 2})
+        # The same prediction with each block as fast as it ran during these runs (the plain runs, interleaved with
+        # the policy's chunk by chunk, less the dispatch the profile adds back): the cost model's own error, apart
+        # from how fast the machine happens to be now.
+        dispatch = profile.runtime.dispatch_ms if profile.runtime is not None else {}
+        now_ms = np.asarray([float(np.mean(plain_log.block_ms[:, j])) - dispatch.get(b, 0.0)
+                             for j, b in enumerate(profile.block_names)])
+        dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms)
+        s_now = simulate(workload, dev_now, bundle.policy, with_oracle=False).metrics
+        p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
+        report.update({
+            "predicted_now_mean_ms": s_now["mean_latency_ms"],
+            "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,
+            "predicted_now_no_cache_mean_ms": p_now["mean_latency_ms"],
+            "no_cache_latency_error_now": report["measured_no_cache_mean_ms"] / p_now["mean_latency_ms"] - 1.0})
+    report.update({"device": device_url, "blocks": blocks.source, "latency_includes_network": blocks.remote})
     report.update({"bundle": str(bundle_path), "trace": str(labels_path), "profile": str(profile_path),
                    "profile_has_runtime_overheads": profile.runtime is not None})
     if as_json:

@@ -1,5 +1,9 @@
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,41 @@ def reference_model():
     from kernels.reference.store import load_reference
 
     return load_reference()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_server(tmp_path):
+    """A TVM RPC server on 127.0.0.1 in its own process group (a phone stands in), stopped after the test."""
+    port = free_port()
+    log = open(tmp_path / "rpc.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
+                             "--port-end", str(port + 1)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"rpc_server exited: {(tmp_path / 'rpc.log').read_text()[-2000:]}")
+            if "bind to" in (tmp_path / "rpc.log").read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("rpc_server did not start")
+        yield f"rpc://127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()

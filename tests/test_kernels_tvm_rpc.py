@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 from engram.errors import EngramError
+from conftest import free_port
 from kernels.tvm.rpc import parse_device
 
 
@@ -32,43 +27,6 @@ def test_parse_device_rejects(text):
         parse_device(text)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def rpc_server(tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "rpc.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
-                             "--port-end", str(port + 1)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=tmp_path)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"rpc_server exited: {(tmp_path / 'rpc.log').read_text()[-2000:]}")
-            if "bind to" in (tmp_path / "rpc.log").read_text():
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("rpc_server did not start")
-        yield f"rpc://127.0.0.1:{port}"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-
-
 @pytest.mark.slow
 def test_rpc_profile_over_loopback_is_valid(tmp_path, rpc_server):
     from kernels.reference.store import load_reference
@@ -87,12 +45,15 @@ def test_rpc_profile_over_loopback_is_valid(tmp_path, rpc_server):
     assert p.lookup is not None and p.lookup.source == "measured"
     assert p.lookup_ms("b3", 1024) > 0
     assert p.memory.planned_activation_bytes <= p.memory.pingpong_activation_bytes
+    # Over RPC the host's clock would time the network: blocks are timed on the device, each on its own.
+    assert not p.blocks_in_context and p.measurement["block_timing"] == "isolated"
+    assert all("isolated" in p.stats(b).note for b in p.block_names)
 
 
 def test_rpc_unreachable_is_one_clear_error():
     from kernels.tvm.rpc import open_session
     from kernels.tvm.targets import local_target
 
-    port = _free_port()
+    port = free_port()
     with pytest.raises(EngramError, match=f"cannot connect to rpc://127.0.0.1:{port}"):
         open_session(f"rpc://127.0.0.1:{port}", local_target())

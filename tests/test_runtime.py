@@ -385,6 +385,29 @@ def test_runtime_takes_the_simulators_decisions(run, piece, own, capsys):
     assert len(set(log.exit_index[log.exit_index >= 0].tolist())) >= 4
 
 
+@pytest.mark.slow
+def test_the_same_bundle_drives_the_runtime_through_rpc(run, compiled, piece, rpc_server):
+    """A phone runs TVM's RPC server; here a loopback server stands in. The runtime uploads each block's library,
+    runs the blocks there, reads the exits' feature maps back, and decides every frame as it does locally."""
+    from kernels.tvm.rpc import open_session
+    from runtime.blocks import TvmBlocks
+
+    bundle, _, log = run
+    rows, frames, sub = piece
+    n = 60
+    blocks = TvmBlocks.on_session(compiled[1], open_session(rpc_server, compiled[1].target))
+    try:
+        assert blocks.remote and blocks.names == compiled[0].names
+        remote = Runtime(bundle, blocks).run(frames[:n], sub.arrival_s[:n], sub.new_video[:n])
+    finally:
+        blocks.session.close()
+    assert np.array_equal(remote.exit_index, log.exit_index[:n])
+    assert np.array_equal(remote.answer, log.answer[:n])
+    assert np.array_equal(remote.level, log.level[:n])
+    assert (remote.level >= 0).any() and (remote.exit_index == FULL).any()  # hits and full runs both went remote
+    assert (remote.block_ms[:, 0] > 0).all()  # every frame ran at least the first block remotely
+
+
 def _other_policy(name: str, calibration: dict) -> Policy:
     from simulator.policy import AdaptationConfig, CacheConfig, MetricConfig
 

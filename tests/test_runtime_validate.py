@@ -191,6 +191,15 @@ def test_validate_refuses_bad_input_in_one_line(bundle, tmp_path, capsys):
     rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--profile",
                       str(tmp_path / "p.json"))
     assert rc == 2 and len(err.strip().splitlines()) == 1
+    # A malformed device address, and a device nobody listens on.
+    rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--device", "phone:9090")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "rpc://HOST:PORT" in err
+    from conftest import free_port
+
+    port = free_port()
+    rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--frames", "5",
+                      "--device", f"rpc://127.0.0.1:{port}")
+    assert rc == 2 and f"cannot connect to rpc://127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -215,3 +224,45 @@ def test_runtime_overheads_refuse_a_profile_not_made_here(capsys, tmp_path):
                       "--out", str(tmp_path / "p.json"))
     assert rc == 2 and "local profile" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.slow
+def test_validate_through_rpc(bundle, rpc_server, capsys):
+    """`validate --device rpc://...`: the same bundle and runtime with the blocks on a device behind TVM's RPC server
+    (a loopback server here): the device's decisions are judged; its latencies are flagged as including the network."""
+    n = 40
+    rc, out, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--frames", str(n),
+                        "--warmup", "2", "--chunk", "20", "--device", rpc_server, "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["device"] == rpc_server and r["latency_includes_network"] is True and rpc_server in r["blocks"]
+    assert "kernel_drift" not in r  # the host cannot time the device's kernels
+    hp, hm = r["predicted_exit_histogram"], r["measured_exit_histogram"]
+    assert sum(hm.values()) == n and sum(abs(hp.get(k, 0) - hm.get(k, 0)) for k in {*hp, *hm}) <= 2
+    assert r["decisions_agree"] >= 0.95
+    from runtime.cli import _format_validation
+
+    assert "include the network's round trips" in _format_validation(r)
+
+
+def test_prediction_at_current_speed_replaces_blocks_and_scales_the_rest():
+    from runtime.overheads import at_current_speed
+
+    prof = profile_from_json(_with_runtime(_profile_json()))
+    dev = from_profile(prof)
+    pc = dev.processor(None)
+    then = np.array([prof.latency_ms(b) for b in prof.block_names])
+    now = then * 1.5
+    now[0] = then[0] * 3.0  # one block slowed more than the others
+    f = now.sum() / then.sum()
+    fast = at_current_speed(dev, None, then, now)
+    q = fast.processor(None)
+    overheads = pc.block_ms - then  # dispatch per block, the frame overhead on the first
+    assert np.allclose(overheads, [0.06] + [0.01] * (len(then) - 1))
+    assert np.allclose(q.block_ms, now + overheads * f)
+    assert np.array_equal(q.block_mj, pc.block_mj)  # energy as profiled
+    assert fast.update_ms == pytest.approx(dev.update_ms * f) and fast.hit_ms == pytest.approx(dev.hit_ms * f)
+    for e in dev.lookup_ms:
+        assert np.allclose(fast.lookup_ms[e], dev.lookup_ms[e] * f)
+    same = at_current_speed(dev, None, then, then)
+    assert np.allclose(same.processor(None).block_ms, pc.block_ms) and same.update_ms == pytest.approx(dev.update_ms)
