@@ -168,11 +168,12 @@ def import_csv_cmd(csv_file: Path, model_name: str, input_size: int | None, out:
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory for the libraries.")
 def compile_cmd(model_name: str, input_size: int | None, target: str, out_dir: Path) -> None:
     """Compile every block (and the whole model) for a target with the shipped tuning records and export
-    them: a library per block (.so for this CPU, .tar for a phone, which the RPC server or app links), plus
-    the OpenCL source for Adreno (code generation only: this TVM build cannot run OpenCL)."""
+    them: the blocks as one library with a function per block (blocks.so for this CPU, blocks.tar for a phone,
+    which the RPC server or app links) and the whole model as another (model.so/.tar), plus the OpenCL source
+    for Adreno (code generation only: this TVM build cannot run OpenCL)."""
     import warnings
 
-    from kernels.tvm.compile import compile_model, export_block
+    from kernels.tvm.compile import compile_model, export_compiled
     from kernels.tvm.targets import resolve_target
     from profiles.profiler import load_profile_model
 
@@ -184,9 +185,7 @@ def compile_cmd(model_name: str, input_size: int | None, target: str, out_dir: P
     for w in caught:
         if "tuning records" in str(w.message):
             _warn(str(w.message))
-    n = 0
-    for b in [*cm.blocks, *([cm.whole] if cm.whole else [])]:
-        n += len(export_block(b, out_dir, spec))
+    n = len(export_compiled(cm, out_dir))
     click.echo(f"{model.name} for {spec.name}: {len(cm.blocks)} blocks + whole model, "
                f"{sum(b.scheduled for b in cm.blocks)}/{sum(b.kernels for b in cm.blocks)} kernels with tuned schedules; "
                f"{n} files in {out_dir}")

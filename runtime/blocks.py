@@ -1,13 +1,14 @@
-"""Per-block TVM executables as the runtime calls them: a Relax VM ``main`` per block, run in sequence.
+"""The model's TVM-compiled blocks as the runtime calls them: a VM function per block, run in sequence.
 
 Two ways to get them, both outside the per-frame path:
 
 - :func:`compile_blocks`: compile the model here for this CPU with ``kernels.tvm.compile.compile_model`` and the
   shipped tuning records (needs torch, for ``torch.export``);
-- :meth:`TvmBlocks.from_libraries`: load libraries written by :func:`export_libraries` (one ``BLOCK.so`` per
-  block): no torch needed, which is how a device without the compiler stack would run.
+- :meth:`TvmBlocks.from_libraries`: load the library written by :func:`export_libraries` (``blocks.so``, one
+  function per block): no torch needed, which is how a device without the compiler stack would run.
 
-On the per-frame path a :class:`TvmBlocks` does nothing but copy the frame in, call each block's VM function
+The blocks are functions of one executable run by one VM (one memory pool for all of them). On the per-frame
+path a :class:`TvmBlocks` does nothing but copy the frame in, call each block's VM function
 with the previous block's output (a TVM tensor that stays on the device) and copy a feature map out at the
 blocks an exit point follows.
 """
@@ -35,45 +36,55 @@ class TvmBlocks:
     _keep: Any = None  # VMs and loaded modules (the functions need them alive)
     _input: Any = None  # the input buffer
     session: Any = None  # the kernels.tvm.rpc.Session the blocks were loaded on (kept open), if any
+    function_names: tuple[str, ...] = ()  # each block's function in the executable
+
+    @property
+    def vm(self) -> Any:
+        """The one VM that runs every block."""
+        return self._keep[0]
 
     @classmethod
-    def from_executables(cls, executables: Sequence[tuple[str, Any]], device=None, source: str = "") -> "TvmBlocks":  # noqa: ANN001
+    def from_executable(cls, executable: Any, names: Sequence[str], functions: Sequence[str], device=None,  # noqa: ANN001
+                        source: str = "") -> "TvmBlocks":
+        """The blocks ``names`` as the functions ``functions`` of one executable (or loaded library), on one VM."""
         import tvm
         from tvm import relax
 
         dev = device or tvm.cpu(0)
-        vms = [relax.VirtualMachine(exe, dev) for _, exe in executables]
-        return cls(tuple(n for n, _ in executables), [vm["main"] for vm in vms], dev, source, vms)
+        vm = relax.VirtualMachine(executable, dev)
+        return cls(tuple(names), [vm[f] for f in functions], dev, source, [vm], function_names=tuple(functions))
 
     @classmethod
     def from_libraries(cls, directory: str | Path, device=None) -> "TvmBlocks":  # noqa: ANN001
-        """Blocks exported by :func:`export_libraries` (``blocks.json`` names them in order)."""
+        """Blocks exported by :func:`export_libraries` (``blocks.json`` names them in order and their functions in
+        ``blocks.so``)."""
         import tvm
 
         d = Path(directory)
         manifest = d / LIBRARIES_MANIFEST
         try:
-            names = json.loads(manifest.read_text(encoding="utf-8"))["blocks"]
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+            names, functions, library = list(m["blocks"]), list(m["functions"]), str(m["library"])
         except FileNotFoundError:
             raise FormatError("no blocks.json: not a folder of exported blocks", path=d) from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise FormatError(f"not a block list ({exc})", path=manifest) from None
-        mods = []
-        for n in names:
-            lib = d / f"{n}.so"
-            if not lib.is_file():
-                raise FormatError("file not found", path=lib)
-            mods.append((n, tvm.runtime.load_module(str(lib))))
-        return cls.from_executables(mods, device, source=str(d))
+        if len(names) != len(functions):
+            raise FormatError(f"{len(names)} blocks but {len(functions)} functions", path=manifest, field="functions")
+        lib = d / library
+        if not lib.is_file():
+            raise FormatError("file not found", path=lib)
+        return cls.from_executable(tvm.runtime.load_module(str(lib)), names, functions, device, source=str(d))
 
     @classmethod
     def on_session(cls, compiled, session) -> "TvmBlocks":  # noqa: ANN001
         """A ``CompiledModel``'s blocks loaded on a :class:`kernels.tvm.rpc.Session`: this CPU, or a device behind
-        TVM's RPC server (each block's library is uploaded and loaded there; the frames and the feature maps the
+        TVM's RPC server (the blocks' library is uploaded and loaded there; the frames and the feature maps the
         exits read cross the network, the blocks' outputs stay on the device)."""
-        vms = [session.load(b.executable, b.name) for b in compiled.blocks]
-        return cls(tuple(b.name for b in compiled.blocks), [vm["main"] for vm in vms], session.device,
-                   f"{compiled.target.name} on {session.address.url}", vms, session=session)
+        vm = session.load(compiled.blocks[0].executable, "blocks")
+        return cls(tuple(b.name for b in compiled.blocks), [vm[b.function] for b in compiled.blocks], session.device,
+                   f"{compiled.target.name} on {session.address.url}", [vm], session=session,
+                   function_names=tuple(b.function for b in compiled.blocks))
 
     @property
     def remote(self) -> bool:
@@ -111,20 +122,22 @@ def compile_blocks(model, target=None, *, records: str = "auto") -> tuple[TvmBlo
     cm = compile_model(model, target, records=records, whole=False)
     if not cm.target.runnable_locally:
         raise EngramError(f"target {cm.target.name} does not run on this machine")
-    blocks = TvmBlocks.from_executables([(b.name, b.executable) for b in cm.blocks], source=f"compiled for {cm.target.name}")
+    blocks = TvmBlocks.from_executable(cm.blocks[0].executable, [b.name for b in cm.blocks], [b.function for b in cm.blocks],
+                                       source=f"compiled for {cm.target.name}")
     return blocks, cm
 
 
 def export_libraries(compiled, directory: str | Path) -> list[Path]:  # noqa: ANN001
-    """Write every block of a ``CompiledModel`` as a shared library, plus ``blocks.json`` (their order)."""
+    """Write the blocks of a ``CompiledModel`` as one shared library (``blocks.so``, a function per block), plus
+    ``blocks.json`` (the blocks in order and their functions)."""
     from engram.fileio import write_json_atomic
-    from kernels.tvm.compile import export_block
+    from kernels.tvm.compile import export_executable
 
     d = Path(directory)
-    written: list[Path] = []
-    for b in compiled.blocks:
-        written += export_block(b, d, compiled.target)
-    write_json_atomic(d / LIBRARIES_MANIFEST, {"blocks": [b.name for b in compiled.blocks], "target": compiled.target.name})
+    written = export_executable(compiled.blocks[0].executable, "blocks", d, compiled.target)
+    write_json_atomic(d / LIBRARIES_MANIFEST, {"blocks": [b.name for b in compiled.blocks],
+                                              "functions": [b.function for b in compiled.blocks],
+                                              "library": written[0].name, "target": compiled.target.name})
     return [*written, d / LIBRARIES_MANIFEST]
 
 

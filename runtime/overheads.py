@@ -220,7 +220,7 @@ def _block_timer(blocks, inputs, in_context: bool) -> Callable[[], np.ndarray]: 
         chain = ChainTimer(blocks.functions, inputs[0], blocks.device)
         chain.calibrate(1.0)
         return lambda: chain.sample_ms()[0]
-    timers = [KernelTimer(vm, blocks.device, [x]) for vm, x in zip(blocks._keep, inputs)]
+    timers = [KernelTimer(blocks.vm, blocks.device, [x], func=f) for f, x in zip(blocks.function_names, inputs)]
     for t in timers:
         t.calibrate(1.0)
     return lambda: np.array([t.sample_ms() for t in timers])

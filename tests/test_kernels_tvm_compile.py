@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.tvm.compile import compile_model, device_sources, export_block
+from kernels.tvm.compile import compile_model, device_sources, export_compiled
 from kernels.tvm.records import TuningRecordsWarning, available, load_database, model_key, records_dir
 from kernels.tvm.targets import local_target, resolve_target
 
@@ -46,6 +46,10 @@ def test_local_target_is_the_real_cpu():
 
 def test_per_block_outputs_equal_torch(reference, compiled):
     model = reference.model
+    # The blocks are functions of one executable (one VM, one memory pool at run time); the whole model has its own.
+    assert len({id(b.executable) for b in compiled.blocks}) == 1
+    assert len({b.function for b in compiled.blocks}) == len(compiled.blocks) and compiled.whole.function == "main"
+    assert compiled.whole.executable is not compiled.blocks[0].executable
     x = torch.from_numpy(np.random.default_rng(3).random((1, *model.input_shape), dtype=np.float32))
     outs = compiled.run_local(x.numpy())
     with torch.no_grad():
@@ -101,7 +105,7 @@ def test_tuned_kernels_beat_untuned(reference, compiled):
     x = tvm.runtime.tensor(np.zeros(untuned.input_shape, np.float32), dev)
 
     def t(block):  # noqa: ANN001, ANN202
-        f = block.vm(dev).time_evaluator("main", dev, number=5, repeat=5)
+        f = block.vm(dev).time_evaluator(block.function, dev, number=5, repeat=5)
         return f(x).median
 
     assert untuned.scheduled == 0
@@ -138,10 +142,10 @@ def test_phone_and_adreno_code_generation(tmp_path, target):
         warnings.simplefilter("ignore", TuningRecordsWarning)
         cm = compile_model(model, resolve_target(target), whole=False)
     b1 = next(b for b in cm.blocks if b.name == "b1")
-    written = export_block(b1, tmp_path, cm.target)
-    lib = tmp_path / "b1.tar"
+    written = export_compiled(cm, tmp_path)
+    lib = tmp_path / "blocks.tar"
     assert lib in written and lib.stat().st_size > 1000
     if target == "opencl-adreno":
         src = device_sources(b1.executable)["opencl"]
         assert "__kernel" in src
-        assert (tmp_path / "b1.cl").read_text() == src
+        assert (tmp_path / "blocks.cl").read_text() == src

@@ -83,16 +83,18 @@ def measure_model(
     context = (session.remote is None) if context is None else context
     units = list(compiled.blocks) + ([compiled.whole] if compiled.whole is not None else [])
     timers: dict[str, KernelTimer] = {}
+    vms: dict[int, Any] = {}  # one VM per executable: the blocks share theirs, as in the runtime
     for b in units:
-        vm = session.load(b.executable, b.name)
+        vm = vms.get(id(b.executable))
+        if vm is None:
+            vm = vms[id(b.executable)] = session.load(b.executable, "model" if b.name == "model" else "blocks")
         x = rng.standard_normal(b.input_shape).astype(np.float32)
-        timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)])
+        timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)], func=b.function)
     numbers = {name: t.calibrate(config.sample_ms) for name, t in timers.items()}
     chain = None
     if context:
-        vms = [session.load(b.executable, b.name) for b in compiled.blocks]
         x0 = session.tensor(rng.standard_normal(compiled.blocks[0].input_shape).astype(np.float32))
-        fns = [vm["main"] for vm in vms]
+        fns = [vms[id(b.executable)][b.function] for b in compiled.blocks]
         chain = ChainTimer(fns, x0, session.device)
         chain.calibrate(config.sample_ms)
         calls, cur = {}, x0

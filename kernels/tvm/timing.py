@@ -18,7 +18,7 @@ DEFAULT_TRIM = 0.2
 
 
 class KernelTimer:
-    """Times ``vm["main"](*args)`` with the inputs set once on the device (no host copies in the loop)."""
+    """Times ``vm[func](*args)`` with the inputs set once on the device (no host copies in the loop)."""
 
     def __init__(self, vm: Any, device: Any, args: Sequence[Any], number: int = 1, func: str = "main") -> None:
         self.vm, self.device, self.func = vm, device, func
