@@ -2,8 +2,8 @@
 and one for the whole model.
 
 The blocks share one executable (and so, at run time, one VM and its memory pool) rather than one each: run in
-sequence from Python, as the runtime runs them, ten per-block VMs with ten separate workspaces cost the
-reference CNN 10-27% more than the whole model on this machine; one shared VM about half of that.
+sequence from Python, as the runtime runs them, the reference CNN's ten blocks with ten VMs and ten separate
+workspaces took 17-27% longer than the whole model on this machine, and 7-17% longer with one shared VM.
 
 Pipeline: ``torch.export`` (BatchNorm folded) -> Relax -> decompose, legalize, fuse (TVM's zero pipeline)
 -> apply the tuning database's schedules to every fused kernel it has a record for -> ``tvm.compile``.

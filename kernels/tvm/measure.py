@@ -10,8 +10,7 @@ the blocks in sequence, each on the previous one's output, as the runtime runs t
 call of the block costs beyond its kernels (:class:`kernels.tvm.timing.CallTimer` against ``time_evaluator``,
 same block, same round: the whole model pays no such call between its blocks, and the runtime's profile
 section charges it as dispatch). Those are the blocks' latencies; the isolated ``time_evaluator`` samples are
-kept for comparison. Over RPC only the
-isolated timing is possible.
+kept for comparison. Over RPC only the isolated timing is possible.
 """
 
 from __future__ import annotations
