@@ -33,10 +33,11 @@ def test_chain_calibration_and_sample_average_passes():
     seen: list = []
     chain = ChainTimer([_sleeper(1.0, seen), _sleeper(1.0, seen)], 0)
     passes = chain.calibrate(8.0)
-    assert 2 <= passes <= 4  # about 8 ms of ~2.1 ms passes
+    assert 1 <= passes <= 4  # about 8 ms of passes that take at least 2 ms (more on a loaded machine)
+    chain.passes = 3
     seen.clear()
     per_block, total = chain.sample_ms()
-    assert len(seen) == 2 * passes
+    assert len(seen) == 2 * 3
     assert per_block.min() >= 1.0 and total >= per_block.sum()
 
 
