@@ -162,6 +162,14 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, com
     if iso:
         print(f"{name}: isolated blocks sum to {total_iso:.4f} ms ({total_iso / whole['median_ms'] - 1:+.1%}); "
               f"a whole pass of the blocks in context {latency_stats(m.chain, trim)['median_ms']:.4f} ms")
+    # Each round's samples were taken within a few milliseconds of each other, so a slow phase of the machine
+    # scales them together: a block's share of its round's total shows how stable the split between blocks is,
+    # apart from how fast the machine ran that round.
+    rounds = np.array([m.blocks[b] for b in stats])  # (blocks, rounds)
+    shares = rounds / rounds.sum(axis=0, keepdims=True)
+    share_cv = shares.std(axis=1, ddof=1) / shares.mean(axis=1)
+    print(f"{name}: each block's share of its round's total varies by {share_cv.min():.1%}-{share_cv.max():.1%} (CV), "
+          f"against {min(raw_cv.values()):.1%}-{max(raw_cv.values()):.1%} for the blocks' own times")
     shipped = ROOT / "profiles" / "data" / f"{name}_local.json"
     if shipped.is_file():
         from profiles.format import read_profile
