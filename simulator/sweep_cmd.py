@@ -145,9 +145,13 @@ def _print(result: dict[str, Any], held_runs: list, out: Path) -> None:
         click.echo("no trial met the constraints; loosen them or run more trials")
     else:
         c = result["chosen"]
+        bound = c["tuning"].get("accuracy_loss_bound_pt")
         click.echo(f"chosen: trial {c['trial']} - on the tuning videos {c['tuning']['speedup']:.2f}x, loss "
-                   f"{c['tuning']['accuracy_loss_pt']:+.2f} pt; on the held-out videos {c['heldout']['speedup']:.2f}x, loss "
-                   f"{c['heldout']['accuracy_loss_pt']:+.2f} pt")
+                   f"{c['tuning']['accuracy_loss_pt']:+.2f} pt"
+                   + (f" (95% bound {bound:+.2f} pt)" if bound is not None else "")
+                   + f"; on the held-out videos {c['heldout']['speedup']:.2f}x, loss {c['heldout']['accuracy_loss_pt']:+.2f} pt")
+        if s.get("chosen_by") and s["chosen_by"] != "loss bound":
+            click.echo(f"note: chosen as the {s['chosen_by']}")
         click.echo("held-out videos, every policy:")
         click.echo(format_table(held_runs))
     click.echo(f"wrote {out / 'sweep.json'}, {out / 'chosen_policy.json'}, {out / 'pareto.html'} (study: {out / JOURNAL})")

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from engram.cli import main
 from simulator.presets import preset
-from simulator_helpers import PROFILE, shipped_device, write_small_traces
+from simulator_helpers import PROFILE, shipped_device, shipped_workload, write_small_traces
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +81,17 @@ def test_sweep_reports_the_chosen_policy_on_held_out_videos(one_worker):
     assert tune and held and not set(tune) & set(held)
     chosen = result["chosen"]
     assert chosen is not None and chosen["trial"] == result["summary"]["chosen_trial"]
-    # The chosen trial is feasible, and the fastest feasible one.
+    # The chosen trial is the fastest feasible one whose loss bound is within the limit (else the fastest feasible).
     feasible = [t for t in result["trials"] if all(c <= 0 for c in t["metrics"]["constraints"])]
+    for t in result["trials"]:
+        m = t["metrics"]
+        assert m["accuracy_loss_se_pt"] >= 0
+        assert m["accuracy_loss_bound_pt"] == pytest.approx(m["accuracy_loss_pt"] + 1.645 * m["accuracy_loss_se_pt"])
+    safe = [t for t in feasible if t["metrics"]["accuracy_loss_bound_pt"] <= 1.0]
     assert chosen["tuning"]["accuracy_loss_pt"] <= 1.0
-    assert chosen["tuning"]["mean_latency_ms"] == min(t["metrics"]["mean_latency_ms"] for t in feasible)
+    assert chosen["tuning"]["mean_latency_ms"] == min(t["metrics"]["mean_latency_ms"] for t in (safe or feasible))
+    assert result["summary"]["chosen_by"] == ("loss bound" if safe else
+                                              "fastest feasible (no trial's loss bound is within the limit)")
     # Replayed on the held-out videos, with every preset beside it.
     names = [m["policy"] for m in result["heldout"]]
     assert names[0].startswith("tuned") and {"no-cache", "smtm", "oracle", "foggycache"} <= set(names)
@@ -191,3 +199,46 @@ def test_ray_gives_the_same_sweep_as_local_workers(capsys, small, tmp_path, one_
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=env)
         time.sleep(1)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record(number: int, ms: float, loss: float, bound: float | None, feasible: bool = True):
+    m = {"mean_latency_ms": ms, "accuracy_loss_pt": loss, "active_energy_mj_per_frame": 1.0,
+         "constraints": [loss - 1.0 if feasible else 1.0, 0.0, 0.0]}
+    if bound is not None:
+        m["accuracy_loss_bound_pt"] = bound
+    return number, {}, m
+
+
+def test_choice_prefers_a_loss_bound_within_the_limit():
+    from simulator.sweep import choose
+
+    fast_risky = _record(0, 0.30, 0.4, 2.9)  # feasible, but its loss is uncertain across videos
+    slower_safe = _record(1, 0.33, -0.1, 0.9)
+    slowest = _record(2, 0.50, 0.0, 0.2)
+    infeasible = _record(3, 0.10, 3.0, 3.5, feasible=False)
+    assert choose([fast_risky, slower_safe, slowest, infeasible], 1.0)[0] == 1
+    # No bound within the limit: the fastest feasible trial.
+    assert choose([fast_risky, _record(4, 0.4, 0.5, 1.7)], 1.0)[0] == 0
+    # Trials stored before the bound existed: their loss stands in for it.
+    assert choose([_record(5, 0.3, 0.8, None), _record(6, 0.2, 1.5, None, feasible=False)], 1.0)[0] == 5
+    assert choose([infeasible], 1.0) is None
+
+
+def test_loss_standard_error_counts_videos_not_frames():
+    from simulator.sweep import loss_standard_error
+
+    w = shipped_workload()
+    # The model's own answers: no loss on any video, so no spread.
+    assert loss_standard_error(w, w.prediction.copy()) == 0.0
+    # Wrong on every frame of one video only: a spread across videos, the larger the more frames it holds.
+    vids, counts = np.unique(w.video, return_counts=True)
+    small, big = vids[np.argmin(counts)], vids[np.argmax(counts)]
+    se = {}
+    for v in (small, big):
+        ans = w.prediction.copy()
+        ans[w.video == v] = (w.true_class[w.video == v] + 1) % w.num_classes
+        se[v] = loss_standard_error(w, ans)
+    assert 0 < se[small] < se[big]
+    one = w.select_videos([w.video_names[int(big)]])
+    assert loss_standard_error(one, (one.true_class + 1) % one.num_classes) == 0.0  # a single video: no estimate
+
