@@ -205,8 +205,8 @@ class RuntimeOverheads:
     """Optional: what the on-device runtime (``runtime/``) costs beyond the kernels on this device, measured the way
     it runs them (``runtime.overheads``, ``run_sim.py profile runtime-overheads``).
 
-    ``dispatch_ms``: per block, a Python-level call of the block's VM function (as the runtime makes it) minus
-    ``time_evaluator``'s time of the same kernel; ``frame_ms``: per frame, what the runtime does outside blocks and
+    ``dispatch_ms``: per block, the runtime's call of the block's VM function minus the block's time measured the
+    way the profile measured it (in context less the call overhead, or ``time_evaluator``); ``frame_ms``: per frame, what the runtime does outside blocks and
     lookups (copying the frame in, the answer, bookkeeping); ``lookup``: the runtime's own encode + search at each
     exit point against ``entries`` cached entries (replaces the kernel lookup table); ``update_ms``: its cache
     update after a frame that ran to the end.

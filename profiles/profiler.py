@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
 import engram
 from engram.errors import EngramError
 from profiles.format import (BlockProfile, DeviceInfo, EnergyInfo, ExitLookup, LatencyStats, LookupTable, MemoryInfo,
@@ -277,7 +275,7 @@ def profile_model(
                        "on the same input, side by side); whole model and the isolated blocks by TVM time_evaluator; all interleaved by round"),
             "block_timing": "in-context", "context_passes_per_sample": m.context_passes,
             "isolated_median_ms": {n: latency_stats(v, config.trim)["median_ms"] for n, v in m.isolated.items()},
-            "call_overhead_median_ms": {n: round(max(0.0, float(np.median(v))), 6) for n, v in m.call_overhead.items()},
+            "call_overhead_median_ms": {n: round(v, 6) for n, v in m.call_overhead.items()},
             "blockwise_pass": latency_stats(m.chain, config.trim)})
     return Profile(
         created=now_iso(), generator={"engram": engram.__version__, "command": command or "profiles.profiler.profile_model"},

@@ -89,11 +89,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     names = list(blocks.names)
     rng = np.random.default_rng(seed)
     x0 = rng.random((1, *model.input_shape), dtype=np.float32)
-    # Each block's input, on the device.
-    inputs, cur = [], blocks.input(x0)
-    for fn in blocks.functions:
-        inputs.append(cur)
-        cur = fn(cur)
+    inputs = _block_inputs(blocks, x0)
     # Dispatch and frame overhead: a plain (no-cache) runtime's frames, block by block as it times them, against
     # the blocks timed as the profile timed them, interleaved by round.
     say("dispatch and frame overhead")
@@ -125,10 +121,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     dec = _lookup_decider(exits, dims, int(model.num_classes))
     dmax = max(dims)
     vec = np.zeros((len(exits), dmax), dtype=np.float32)
-    ins, cur = {}, blocks.input(x0)
-    for j, fn in enumerate(blocks.functions):
-        ins[names[j]] = (fn, cur)
-        cur = fn(cur)
+    ins = {n: (fn, x) for n, fn, x in zip(names, blocks.functions, inputs)}
     to_numpy = blocks.to_numpy
     pc = time.perf_counter
     cts = []
@@ -211,19 +204,31 @@ def merge_overheads(profile_obj: Mapping[str, Any], runtime_section: Mapping[str
     return out
 
 
+def _block_inputs(blocks, x0: np.ndarray) -> list:  # noqa: ANN001
+    """Each block's input on the device: the outputs of one pass from the frame ``x0``."""
+    inputs, cur = [], blocks.input(x0)
+    for fn in blocks.functions:
+        inputs.append(cur)
+        cur = fn(cur)
+    return inputs
+
+
 def _block_timer(blocks, inputs, in_context: bool) -> Callable[[], np.ndarray]:  # noqa: ANN001
     """One sample of every block's milliseconds, timed the way a profile times them: in context (the blocks in
-    sequence from the first one's input) or each on its own by ``time_evaluator``."""
-    from kernels.tvm.timing import ChainTimer, KernelTimer
+    sequence from the first one's input, less each block's Python-level call overhead, as
+    :func:`kernels.tvm.measure.measure_model` defines it) or each on its own by ``time_evaluator``."""
+    from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, call_overhead_ms
 
-    if in_context:
-        chain = ChainTimer(blocks.functions, inputs[0], blocks.device)
-        chain.calibrate(1.0)
-        return lambda: chain.sample_ms()[0]
     timers = [KernelTimer(blocks.vm, blocks.device, [x], func=f) for f, x in zip(blocks.function_names, inputs)]
     for t in timers:
         t.calibrate(1.0)
-    return lambda: np.array([t.sample_ms() for t in timers])
+    if not in_context:
+        return lambda: np.array([t.sample_ms() for t in timers])
+    calls = [CallTimer(fn, x, t.number) for fn, x, t in zip(blocks.functions, inputs, timers)]
+    over = np.array([call_overhead_ms([c.sample_ms() - t.sample_ms() for _ in range(5)]) for c, t in zip(calls, timers)])
+    chain = ChainTimer(blocks.functions, inputs[0], blocks.device)
+    chain.calibrate(1.0)
+    return lambda: chain.sample_ms()[0] - over
 
 
 def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int = 5, seed: int = 0,  # noqa: ANN001
@@ -232,17 +237,12 @@ def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int =
     medians: tells a cost-model error from a machine that runs slower or faster now than when it was profiled
     (other load, frequency)."""
     rng = np.random.default_rng(seed)
-    cur = blocks.input(rng.random((1, *model.input_shape), dtype=np.float32))
-    inputs = []
-    for fn in blocks.functions:
-        inputs.append(cur)
-        cur = fn(cur)
+    inputs = _block_inputs(blocks, rng.random((1, *model.input_shape), dtype=np.float32))
     sample = _block_timer(blocks, inputs, in_context)
     now = np.median([sample() for _ in range(rounds)], axis=0)
     then = float(np.sum(profile_block_ms))
     return {"kernels_now_ms": float(np.sum(now)), "kernels_profiled_ms": then,
-            "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan"),
-            "blocks_now_ms": [float(v) for v in now]}
+            "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan")}
 
 
 def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float]):  # noqa: ANN001, ANN201

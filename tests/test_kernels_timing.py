@@ -57,3 +57,11 @@ def test_trimming_drops_only_the_slowest(trim):
     assert kept.min() == 0.9
     st = latency_stats(samples, 0.2)
     assert st["max_ms"] < 40.0 and st["samples"] == 8 and st["min_ms"] <= st["median_ms"] <= st["p90_ms"]
+
+
+def test_call_overhead_is_the_clamped_median_of_the_differences():
+    from kernels.tvm.timing import call_overhead_ms
+
+    assert call_overhead_ms([0.004, 0.002, 0.1, 0.003, -0.001]) == pytest.approx(0.003)  # one outlier, one negative
+    assert call_overhead_ms([-0.002, -0.001, 0.0005]) == 0.0  # noise around nothing is nothing
+    assert call_overhead_ms([]) == 0.0

@@ -25,7 +25,7 @@ from kernels.tvm.compile import CompiledModel
 from kernels.tvm.counters import EnergyCounter
 from kernels.tvm.lookup import LookupInputs, compile_lookup
 from kernels.tvm.rpc import Session
-from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig
+from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig, call_overhead_ms
 
 LOOKUP_ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -49,7 +49,7 @@ class Measurement:
     counter: str | None = None
     config: TimingConfig = field(default_factory=TimingConfig)
     isolated: dict[str, list[float]] | None = None  # time_evaluator samples, when ``blocks`` holds in-context ones
-    call_overhead: dict[str, list[float]] | None = None  # per round: a Python-level call's cost beyond the kernels
+    call_overhead: dict[str, float] | None = None  # per block: a Python-level call's cost beyond the kernels (ms)
     chain: list[float] | None = None  # in-context passes' totals (blocks + the glue between calls)
     context_passes: int = 0
 
@@ -152,10 +152,10 @@ def measure_model(
     isolated = None
     if chain is not None:
         # The blocks' kernels in context: each in-sequence call less what a Python-level call of that block costs
-        # beyond time_evaluator's loop on the same input (the median over the rounds of the two taken side by side;
-        # a constant per block, so that the difference of two noisy timings does not add to the samples' spread).
-        over = {n: max(0.0, float(np.median(v))) for n, v in call_ms.items()}
+        # beyond time_evaluator's loop on the same input (a constant per block, so that the difference of two noisy
+        # timings does not add to the samples' spread).
+        over = {n: call_overhead_ms(v) for n, v in call_ms.items()}
         isolated, samples = samples, {n: [x - over[n] for x in v] for n, v in ctx.items()}
     return Measurement(samples, whole, numbers, lookup, tuple(int(n) for n in lookup_entries), energy,
                        None if counter is None else counter.name, config, isolated,
-                       call_ms if chain else None, totals if chain else None, chain.passes if chain else 0)
+                       over if chain else None, totals if chain else None, chain.passes if chain else 0)

@@ -137,3 +137,11 @@ class CallTimer:
         for _ in range(self.number):
             fn(x)
         return (time.perf_counter_ns() - t0) * 1e-6 / self.number
+
+
+def call_overhead_ms(differences: Sequence[float]) -> float:
+    """A block's Python-level call overhead from side-by-side samples of (``CallTimer`` - ``KernelTimer``) on the
+    same block and input: their median, clamped at 0. A profile's in-context block time is the block's
+    in-sequence call less this; the runtime's ``dispatch_ms`` charges it back."""
+    return max(0.0, float(np.median(np.asarray(differences, dtype=np.float64)))) if len(differences) else 0.0
+
