@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -51,3 +52,18 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(target: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
     write_text_atomic(target, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that strict JSON can hold: numpy scalars as Python numbers, tuples as lists, non-finite floats as
+    ``None`` (JSON has no NaN or infinity)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any, Annotated, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engram.fileio import json_safe
 from engram.fingerprint import sha256_file
 from engram.errors import EngramError, FormatError, MismatchError, from_validation_error
 from runtime.encoders import ExitEncoder, read_encoders
@@ -293,17 +293,11 @@ def read_bundle(path: str | Path, model: Any) -> Bundle:
 DEFAULT_ENCODERS = Path(__file__).resolve().parents[1] / "kernels" / "reference" / "data" / "encoders.safetensors"
 
 
-def _finite(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+def check_runnable(policy: Policy, where: str | None = None) -> None:
+    """Refuse a policy the runtime does not run (the baselines and the oracle are simulator-only)."""
+    if policy.kind not in RUNNABLE_KINDS:
+        raise EngramError(f"the runtime runs {' and '.join(map(repr, RUNNABLE_KINDS))} policies; {policy.kind!r} is a "
+                          "simulator baseline", path=where, field="kind")
 
 
 def check_output(out: str | os.PathLike[str]) -> None:
@@ -378,9 +372,7 @@ def export_bundle(policy: Policy | str | os.PathLike[str], profile_path: str | o
     elif not isinstance(policy, Policy):
         where = str(policy)
         policy = load_policy(Path(policy))
-    if policy.kind not in RUNNABLE_KINDS:
-        raise EngramError(f"the runtime runs {' and '.join(map(repr, RUNNABLE_KINDS))} policies; {policy.kind!r} is a "
-                          "simulator baseline", path=where, field="kind")
+    check_runnable(policy, where)
     calibrated = policy.kind == "smtm" and policy.metric.kind == "calibrated"
     if calibration_trace_path is not None and not Path(calibration_trace_path).is_file():
         raise FormatError("file not found", path=calibration_trace_path)
@@ -417,7 +409,7 @@ def export_bundle(policy: Policy | str | os.PathLike[str], profile_path: str | o
         files[ENCODERS_FILE] = encoders_bytes(chosen, fp, extra)
         encoders_section = {"file": ENCODERS_FILE, "exits": list(enabled), "dims": {e: chosen[e].dims for e in enabled}}
 
-    metrics = _finite(dict(predicted_metrics))
+    metrics = json_safe(dict(predicted_metrics))
     trace_info = None
     if trace_path is not None:
         trace_info = {"path": str(trace_path), "sha256": sha256_file(Path(trace_path))}

@@ -90,10 +90,9 @@ def export_cmd(policy, from_dir, profile_path, trace_path, calibration_path, enc
     calibration trace) and simulated on the trace for the predicted metrics; the bundle holds the policy as
     run, the semantic encoders of its exit points, the model fingerprint, the profile and the predictions.
     """
-    from engram.errors import EngramError
-    from runtime.bundle import RUNNABLE_KINDS, check_output, export_bundle
+    from runtime.bundle import check_output, check_runnable, export_bundle
     from simulator.cli import load_inputs, resolve_policy
-    from simulator.run import resolve, simulate
+    from simulator.run import simulate
 
     if (policy is None) == (from_dir is None):
         raise click.UsageError("give exactly one of --policy and --from")
@@ -101,23 +100,16 @@ def export_cmd(policy, from_dir, profile_path, trace_path, calibration_path, enc
         policy = _policy_from_sweep(from_dir)
         # The profile (and traces) the sweep tuned on, unless given: a bundle names the profile it was tuned for.
         ctx = click.get_current_context()
-        given = {"profile": "profile_path", "trace": "trace_path", "calibration": "calibration_path"}
+        paths = {"profile": profile_path, "trace": trace_path, "calibration": calibration_path}
         for key, value in _sweep_inputs(from_dir).items():
-            if ctx.get_parameter_source(given[key]) == click.core.ParameterSource.DEFAULT:
-                if key == "profile":
-                    profile_path = value
-                elif key == "trace":
-                    trace_path = value
-                else:
-                    calibration_path = value
+            if ctx.get_parameter_source(f"{key}_path") == click.core.ParameterSource.DEFAULT:
+                paths[key] = value
+        profile_path, trace_path, calibration_path = paths["profile"], paths["trace"], paths["calibration"]
     check_output(out)
     device, workload, calibration = load_inputs(profile_path, trace_path, calibration_path)
     pol, where = resolve_policy(policy, device)
-    if pol.kind not in RUNNABLE_KINDS:
-        raise EngramError(f"the runtime runs {' and '.join(RUNNABLE_KINDS)} policies; {pol.kind!r} is a simulator "
-                          "baseline", path=where, field="kind")
-    resolved, _ = resolve(pol, workload, device, calibration, where)
-    result = simulate(workload, device, resolved, calibration=calibration, where=where)
+    check_runnable(pol, where)  # before the simulation, which is the slow part
+    result = simulate(workload, device, pol, calibration=calibration, where=where)
     path = export_bundle(result.policy, profile_path, out, result.metrics, calibration_path,
                          trace_path=trace_path, encoders_path=encoders_path)
     m = result.metrics

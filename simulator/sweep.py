@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from engram.fileio import json_safe
 from simulator.sweep_space import SPACE_VERSION, decode, param_names, preset_params, suggest
 from simulator.workload import Workload
 
@@ -289,10 +290,6 @@ def pareto(records: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> list[in
 # ---------------------------------------------------------------------------------------------- a whole sweep
 
 
-def _jsonable(m: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(m, default=float))
-
-
 def run_sweep(journal, study_name: str, device, workload: Workload, calibration: Workload,  # noqa: ANN001
               settings: SweepSettings, workers: int = 1, ray_address: str | None = None,
               progress: bool = True) -> tuple[dict[str, Any], list]:
@@ -327,7 +324,7 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
     front = pareto(records)
 
     # References on the tuning videos (for the Pareto page) and every policy on the held-out videos.
-    refs_tune = [_jsonable(r.metrics) for r in run_presets(device, tune, calibration)]
+    refs_tune = [json_safe(r.metrics) for r in run_presets(device, tune, calibration)]
     held_runs = run_presets(device, held, calibration)
     chosen_json = None
     if chosen is not None:
@@ -337,7 +334,7 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
         held_run = simulate(held, device, policy, calibration=calibration, baseline=plain)  # reads its metrics only
         held_runs.insert(0, held_run)
         chosen_json = {"trial": number, "params": params, "policy": held_run.policy.to_json(),
-                       "tuning": tune_m, "heldout": _jsonable(held_run.metrics)}
+                       "tuning": tune_m, "heldout": json_safe(held_run.metrics)}
     n_ok = sum(1 for r in records if feasible(r[2]))
     result = {
         "format": "engram.sweep", "version": 1,
@@ -360,6 +357,6 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
         "pareto": front,
         "trials": [{"number": n, "params": p, "metrics": m} for n, p, m in records],
         "references_tuning": refs_tune,
-        "heldout": [_jsonable(r.metrics) for r in held_runs],
+        "heldout": [json_safe(r.metrics) for r in held_runs],
     }
     return result, held_runs
