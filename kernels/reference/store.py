@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as save_numpy_bytes
 from safetensors.torch import save_file as save_torch
 
@@ -24,6 +23,8 @@ from engram.fileio import atomic_path
 from kernels.blockwise import BlockwiseModel
 from kernels.reference.encoders import SemanticEncoder
 from kernels.reference.heads import ExitHead
+from kernels.reference.tensorfile import VERSION as TENSORFILE_VERSION
+from kernels.reference.tensorfile import check_fitted_for, encoder_tensors, read_engram_file
 from kernels.zoo.refnet import RefNetConfig, refnet
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -33,7 +34,7 @@ HEADS_FILE = "heads.safetensors"
 MODEL_FORMAT = "engram.refnet"
 ENCODER_FORMAT = "engram.semantic-encoders"
 HEADS_FORMAT = "engram.exit-heads"
-VERSION = 1
+VERSION = TENSORFILE_VERSION
 HEADS_KIND = "linear classifier on globally average-pooled exit features (logistic regression)"
 
 
@@ -97,25 +98,7 @@ def save_reference(ref: ReferenceModel, directory: Path) -> tuple[Path, Path, Pa
 
 
 def _read(path: Path, framework: str, expected_format: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    if not path.exists():
-        raise FormatError("file not found", path=path)
-    try:
-        with safe_open(str(path), framework) as f:
-            raw = (f.metadata() or {}).get("engram")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise FormatError(f"not a readable safetensors file ({exc})", path=path) from None
-    if raw is None:
-        raise FormatError("no 'engram' metadata: not an Engram file", path=path, field="metadata")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"metadata is not JSON ({exc.msg})", path=path, field="metadata") from None
-    if meta.get("format") != expected_format:
-        raise FormatError(f"expected format {expected_format!r}, found {meta.get('format')!r}", path=path, field="format")
-    if meta.get("version") != VERSION:
-        raise FormatError(f"unsupported version {meta.get('version')!r} (this Engram reads {VERSION})", path=path, field="version")
-    return meta, tensors
+    return read_engram_file(path, framework, expected_format, VERSION)
 
 
 def load_model(path: Path) -> tuple[BlockwiseModel, dict[str, Any]]:
@@ -145,17 +128,8 @@ def load_model(path: Path) -> tuple[BlockwiseModel, dict[str, Any]]:
 def load_encoders(path: Path, model: BlockwiseModel) -> tuple[dict[str, SemanticEncoder], dict[str, Any]]:
     path = Path(path)
     meta, arrays = _read(path, "numpy", ENCODER_FORMAT)
-    if meta.get("model_fingerprint") != model.fingerprint():
-        raise MismatchError("encoders were fitted for another model (fingerprint differs)", path=path, field="model_fingerprint")
-    encoders = {}
-    for e in meta.get("exits", []):
-        try:
-            mean, comp, centres = arrays[f"{e}.mean"], arrays[f"{e}.components"], arrays[f"{e}.centres"]
-        except KeyError as exc:
-            raise FormatError(f"missing tensor {exc.args[0]}", path=path, field=e) from None
-        if comp.ndim != 2 or mean.shape != (comp.shape[1],) or centres.shape != (model.num_classes, comp.shape[0]):
-            raise FormatError("inconsistent tensor shapes", path=path, field=e)
-        encoders[e] = SemanticEncoder(e, mean, comp, centres)
+    check_fitted_for(meta, model.fingerprint(), path, "encoders")
+    encoders = {e: SemanticEncoder(e, *t) for e, t in encoder_tensors(meta, arrays, path, None, model.num_classes).items()}
     if list(encoders) != list(model.exit_points):
         raise MismatchError(f"encoders cover exits {list(encoders)}, the model has {list(model.exit_points)}", path=path, field="exits")
     return encoders, meta
@@ -164,8 +138,7 @@ def load_encoders(path: Path, model: BlockwiseModel) -> tuple[dict[str, Semantic
 def load_heads(path: Path, model: BlockwiseModel) -> dict[str, ExitHead]:
     path = Path(path)
     meta, arrays = _read(path, "numpy", HEADS_FORMAT)
-    if meta.get("model_fingerprint") != model.fingerprint():
-        raise MismatchError("exit heads were fitted for another model (fingerprint differs)", path=path, field="model_fingerprint")
+    check_fitted_for(meta, model.fingerprint(), path, "exit heads")
     heads = {}
     for e in meta.get("exits", []):
         try:
