@@ -66,3 +66,28 @@ def rpc_server(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """``run_sim.py ARGS`` in this process: exit status, stdout, stderr."""
+    from engram.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def export_default_bundle(out: Path, policy: str = "smtm") -> tuple[Path, str]:
+    """``run_sim.py export --policy POLICY --out OUT`` on the defaults (shipped profile, trace, calibration trace);
+    the bundle's path and what the command printed."""
+    import contextlib
+    import io
+
+    from engram.cli import main
+
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        rc = main(["export", "--policy", policy, "--out", str(out)])
+    assert rc == 0, err.getvalue()
+    return out, buf.getvalue()
+

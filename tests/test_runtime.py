@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import pytest
 
-from engram.cli import main
+from conftest import export_default_bundle, run_main
 from engram.errors import EngramError, FormatError, MismatchError
 from runtime.bundle import (
     ENCODERS_FILE, MANIFEST, SCHEMA_PATH, bundle_json_schema, export_bundle, read_bundle,
@@ -40,24 +40,13 @@ VIDEOS = ("P01_12", "P04_33")
 FRAMES_PER_VIDEO = 100
 
 
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+_run = run_main
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """`run_sim.py export --policy smtm` on the defaults (shipped profile, trace and calibration trace)."""
-    import contextlib
-    import io
-
-    out = tmp_path_factory.mktemp("bundle") / "smtm.bundle"
-    buf, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-        rc = main(["export", "--policy", "smtm", "--out", str(out)])
-    assert rc == 0, err.getvalue()
-    return out, buf.getvalue()
+    return export_default_bundle(tmp_path_factory.mktemp("bundle") / "smtm.bundle")
 
 
 @pytest.fixture(scope="module")

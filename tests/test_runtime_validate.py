@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 
-from engram.cli import cli, main
+from conftest import export_default_bundle, run_main
+from engram.cli import cli
 from engram.errors import FormatError
 from profiles.format import profile_from_json, read_profile
 from runtime.cli import validate_cmd
@@ -122,20 +121,12 @@ def test_bad_runtime_sections_are_refused(edit, field):
 # ------------------------------------------------------------------------------ validate
 
 
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+_run = run_main
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("validate") / "smtm.bundle"
-    buf, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-        rc = main(["export", "--policy", "smtm", "--out", str(out)])
-    assert rc == 0, err.getvalue()
-    return out
+    return export_default_bundle(tmp_path_factory.mktemp("validate") / "smtm.bundle")[0]
 
 
 @pytest.mark.slow
