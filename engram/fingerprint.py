@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 from typing import Any, Mapping
 
 import numpy as np
