@@ -359,6 +359,7 @@ def export_bundle(policy: Policy | str | os.PathLike[str], profile_path: str | o
     from kernels.reference.store import encoders_bytes
     from profiles.format import read_profile
     from simulator.device import from_profile
+    from simulator.exit_metric import LOGISTIC_METRICS
     from simulator.policy import load_policy
     from simulator.presets import PRESETS, preset
     from simulator.run import resolve
@@ -373,7 +374,7 @@ def export_bundle(policy: Policy | str | os.PathLike[str], profile_path: str | o
         where = str(policy)
         policy = load_policy(Path(policy))
     check_runnable(policy, where)
-    calibrated = policy.kind == "smtm" and policy.metric.kind == "calibrated"
+    calibrated = policy.kind == "smtm" and policy.metric.kind in LOGISTIC_METRICS
     if calibration_trace_path is not None and not Path(calibration_trace_path).is_file():
         raise FormatError("file not found", path=calibration_trace_path)
     calibration = None

@@ -4,7 +4,8 @@
 vector known in advance. Here a frame's vectors arrive one exit at a time, as its blocks run, so the same
 decision is taken lazily: at each enabled exit, in order, search the hot level; if that is not confident and the
 cold level is searched at that exit (``cache.cold_from``), search both levels; stop at the first confident exit
-with the cached class. A frame that runs to the end is *confirmed*: the full model's answer updates the cache
+with the cached class. The ``temporal`` metric also asks whether the top-1 class is the previous answer in the
+same video, which the decider keeps itself (every frame ends in :meth:`hit` or :meth:`confirm`). A frame that runs to the end is *confirmed*: the full model's answer updates the cache
 (insertion, ``ema``), with the adaptation rules (``working-set``, ``scene-reset``). A cold hit promotes its class.
 The cache itself is the simulator's :class:`simulator.cache.SemanticCache` (numpy only), so slots, levels,
 replacement and promotions are the same code.
@@ -26,7 +27,7 @@ import numpy as np
 
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
-from simulator.exit_metric import MIN_DISTANCE
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE
 
 NEG = -np.inf
 FULL = -1
@@ -67,16 +68,22 @@ class CacheDecider:
         m = policy.metric
         self.metric = m.kind
         self.thresholds = [float(m.thresholds[e]) for e in enabled]
-        if self.metric == "calibrated":
+        self.temporal = self.metric == "temporal"
+        if self.metric in LOGISTIC_METRICS:
             if m.calibration is None:
-                raise ValueError("the calibrated exit metric needs calibration coefficients (export fills them in)")
+                raise ValueError(f"the {self.metric} exit metric needs calibration coefficients (export fills them in)")
             c = np.array([m.calibration[e] for e in enabled], dtype=np.float64)
             thr = np.clip(np.array(self.thresholds, dtype=np.float64), 1e-12, 1 - 1e-12)
             self.coeffs = c
             self.logit_thr = np.log(thr / (1 - thr))
             self.w1 = (c[:, 1] - c[:, 2]).tolist()
             self.w2 = c[:, 2].tolist()
+            if self.temporal:
+                self.a1 = (c[:, 5] - c[:, 6]).tolist()
+                self.a2 = c[:, 6].tolist()
         self._bias: dict[int, list[float]] = {}
+        self._abias: dict[int, list[float]] = {}
+        self.prev = -1  # the previous frame's answer in this video (-1: none yet)
         order = {e: k for k, e in enumerate(model_exits)}
         start = order[cfg.cold_from] if cfg.cold_from is not None else 0
         self.cold_ok = [order[e] >= start for e in enabled]
@@ -97,6 +104,8 @@ class CacheDecider:
         """A frame arrives at time ``t`` (seconds); ``new_video``: it is the first frame of a new video."""
         cache = self.cache
         self.t = float(t)
+        if new_video:
+            self.prev = -1
         if new_video and self.reset_on_video and cache.entries():
             cache.reset()
             self.scene_changes += 1
@@ -126,15 +135,15 @@ class CacheDecider:
         s = np.matmul(vector[None, :], self.CT[k])[0]  # (K,) float32, hot slots first
         if n_hot:
             t1, s1, s2 = _top2(s[:n_hot])
-            if self._confident(k, s1, s2, n_hot):
+            if self._confident(k, s1, s2, n_hot, int(self.slots[t1])):
                 return int(self.slots[t1]), True
         if self.cold_stage[k]:
             t1, s1, s2 = _top2(s)
-            if self._confident(k, s1, s2, K):
+            if self._confident(k, s1, s2, K, int(self.slots[t1])):
                 return int(self.slots[t1]), False
         return None
 
-    def _confident(self, k: int, s1, s2, n: int) -> bool:
+    def _confident(self, k: int, s1, s2, n: int, slot: int) -> bool:
         m = self.metric
         if m == "cosine":
             return bool(s1 >= self.thresholds[k])
@@ -151,6 +160,11 @@ class CacheDecider:
         z = self.w1[k] * float(d[0])
         z += self.w2[k] * (float(d[1]) if n > 1 else 0.0)
         z += self._bias_for(n)[k]
+        if self.temporal and int(self.cache.cls[slot]) == self.prev:
+            za = self.a1[k] * float(d[0])
+            za += self.a2[k] * (float(d[1]) if n > 1 else 0.0)
+            za += self._agree_bias_for(n)[k]
+            z = z + za
         return z >= 0.0
 
     def _bias_for(self, n: int) -> list[float]:
@@ -162,12 +176,22 @@ class CacheDecider:
             self._bias[n] = b
         return b
 
+    def _agree_bias_for(self, n: int) -> list[float]:
+        b = self._abias.get(n)
+        if b is None:
+            c = self.coeffs
+            ln = np.log(np.maximum(np.array([n], dtype=np.float64), 1.0))
+            b = (c[None, :, 4] + c[None, :, 7] * ln[:, None])[0].tolist()
+            self._abias[n] = b
+        return b
+
     def hit(self, slot: int) -> tuple[int, int]:
         """The frame exits with the class in ``slot``: record the use (a cold hit promotes). Returns (class, level)."""
         cache = self.cache
         c = int(cache.cls[slot])
         level = int(cache.level[slot])
         t = self.t
+        self.prev = c
         if level == COLD:
             self.adapt.promote(slot, c, t)
         else:
@@ -179,6 +203,7 @@ class CacheDecider:
 
     def confirm(self, c: int, vectors: np.ndarray) -> None:
         """The frame ran to the end and the model answered ``c``; ``vectors``: (E, dmax) its vectors, padded."""
+        self.prev = int(c)
         if self.adapt.confirm(c, vectors, self.t):
             self.scene_changes += 1
 

@@ -6,13 +6,16 @@ class is the full model's answer; a logistic model per exit point is fitted on t
 runs on the calibration trace with those coefficients, and the model is refitted on what its lookups saw
 there: with early exits the cache is refreshed less often than when every frame confirms, and the
 similarities a deployed policy meets are lower; fitting on its own dynamics keeps the probabilities honest.
+
+The ``temporal`` metric's model also sees whether each lookup's top-1 class equals the previous answer: in the
+first round that is the full model's previous answer, in the second whatever the policy answered.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator.exit_metric import features, fit_logistic
+from simulator.exit_metric import features, fit_logistic, n_coefficients, temporal_features
 from simulator.policy import Policy
 from simulator.smtm import SmtmEngine
 
@@ -28,17 +31,23 @@ def collect(workload, device, policy: Policy, enabled: tuple[str, ...],
     for i in range(len(workload)):
         engine.decide(i)
     pred = workload.prediction
+    temporal = policy.metric is not None and policy.metric.kind == "temporal"
+    width = n_coefficients("temporal" if temporal else "calibrated")
+
+    def design(s1, s2, n, top1, prev):
+        return temporal_features(s1, s2, n, top1 == prev) if temporal else features(s1, s2, n)
+
     out = {}
     for k, e in enumerate(enabled):
         xs, ys = [], []
         for s in engine.samples:
             if s.n_hot > 0:
-                xs.append(features(s.s1_hot[k], s.s2_hot[k], s.n_hot))
+                xs.append(design(s.s1_hot[k], s.s2_hot[k], s.n_hot, s.top1_hot[k], s.prev))
                 ys.append(float(s.top1_hot[k] == pred[s.frame]))
             if s.cold_searched[k]:
-                xs.append(features(s.s1_all[k], s.s2_all[k], s.n_all))
+                xs.append(design(s.s1_all[k], s.s2_all[k], s.n_all, s.top1_all[k], s.prev))
                 ys.append(float(s.top1_all[k] == pred[s.frame]))
-        out[e] = (np.array(xs).reshape(-1, 4), np.array(ys))
+        out[e] = (np.array(xs).reshape(-1, width), np.array(ys))
     return out
 
 
@@ -47,7 +56,7 @@ def _fit(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float
     for e, (x, y) in data.items():
         if len(y) < 20 or y.min() == y.max():
             # Too little or one-sided data: a flat model that never claims confidence.
-            table[e] = [-10.0, 0.0, 0.0, 0.0]
+            table[e] = [-10.0] + [0.0] * (x.shape[1] - 1)
             continue
         table[e] = [round(float(v), 6) for v in fit_logistic(x, y)]
     return table

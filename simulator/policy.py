@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engram.errors import EngramError, FormatError, MismatchError, from_validation_error
+from simulator.exit_metric import LOGISTIC_METRICS, n_coefficients
 
 FORMAT_NAME = "engram.policy"
 FORMAT_VERSION = 1
@@ -50,13 +51,14 @@ class CacheConfig(_Strict):
 class MetricConfig(_Strict):
     """When a match is confident enough to stop: metric value >= threshold of that exit point."""
 
-    kind: Literal["cosine", "margin", "calibrated"] = "calibrated"
+    kind: Literal["cosine", "margin", "calibrated", "temporal"] = "calibrated"
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per enabled exit point.")
     calibration: dict[str, list[float]] | None = Field(
         None,
-        description="calibrated only: per exit [bias, w_log_distance, w_log_distance_ratio, w_log_entries] of a "
-        "logistic model of the probability that the top-1 match equals the full model's answer (see "
-        "simulator/exit_metric.py); fitted on calibration data if absent.",
+        description="calibrated and temporal only: per exit [bias, w_log_distance, w_log_distance_ratio, "
+        "w_log_entries] of a logistic model of the probability that the top-1 match equals the full model's answer; "
+        "temporal: 8 coefficients, those four and four more added when the top-1 class equals the previous answer "
+        "(see simulator/exit_metric.py); fitted on calibration data if absent.",
     )
 
 
@@ -211,9 +213,16 @@ def check_policy(policy: Policy, exit_points: tuple[str, ...], processors: tuple
         if missing and name.endswith("thresholds"):
             raise MismatchError(f"no threshold for enabled exit point {missing[0]!r}", path=where, field=name)
         if name == "metric.calibration":
-            bad = [e for e, w in table.items() if len(w) != 4]
+            need = n_coefficients(policy.metric.kind)
+            if policy.metric.kind not in LOGISTIC_METRICS:
+                raise FormatError(f"only the calibrated and temporal exit metrics take coefficients, not "
+                                  f"{policy.metric.kind!r}", path=where, field=name)
+            bad = [e for e, w in table.items() if len(w) != need]
             if bad:
-                raise FormatError(f"exit {bad[0]!r} needs 4 coefficients [bias, log distance, log distance ratio, log entries]",
+                what = "[bias, log distance, log distance ratio, log entries]"
+                if need == 8:
+                    what += " and the same four added when the top-1 class agrees with the previous answer"
+                raise FormatError(f"exit {bad[0]!r} needs {need} coefficients {what}, found {len(table[bad[0]])}",
                                   path=where, field=name)
     if not enabled and policy.kind not in ("no-cache", "deepcache", "foggycache"):
         raise EngramError(f"a {policy.kind!r} policy needs at least one enabled exit point", path=where, field="exits")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.calibration import fit_calibration
+from simulator.exit_metric import LOGISTIC_METRICS
 from simulator.des import DesResult, run_des
 from simulator.device import DeviceModel
 from simulator.engines import BranchyEngine, DeepCacheEngine, Engine, NoCacheEngine
@@ -31,15 +32,15 @@ def resolve(policy: Policy, workload: Workload, device: DeviceModel, calibration
             where: str | None = None) -> tuple[Policy, tuple[str, ...]]:
     """Check the policy against the device and fill in what it leaves to the data (calibration)."""
     enabled = check_policy(policy, device.exits, tuple(device.processors), where)
-    if policy.kind == "smtm" and policy.metric.kind == "calibrated" and policy.metric.calibration is None:
+    if policy.kind == "smtm" and policy.metric.kind in LOGISTIC_METRICS and policy.metric.calibration is None:
         if calibration is None:
             from engram.errors import EngramError
 
-            raise EngramError("the calibrated exit metric needs calibration data: give a calibration trace "
+            raise EngramError(f"the {policy.metric.kind} exit metric needs calibration data: give a calibration trace "
                               "(recorded with the same model, not the trace being replayed)")
         table = fit_calibration(calibration, device, policy, enabled)
         policy = policy.model_copy(update={"metric": MetricConfig(
-            kind="calibrated", thresholds=policy.metric.thresholds, calibration=table)})
+            kind=policy.metric.kind, thresholds=policy.metric.thresholds, calibration=table)})
     return policy, enabled
 
 

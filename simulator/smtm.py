@@ -12,6 +12,13 @@ batched matrix product for all exits) and accepted up to and including the first
 applied and the next chunk starts. Uses (hits) change only which class leaves next, so they are recorded and
 applied in one batch before the next event. ``chunk=1`` decides frame by frame (the tests check both agree).
 
+The ``temporal`` exit metric also depends on the previous processed frame's answer, which inside a chunk is
+the previous frame's own decision. A chunk is therefore decided by guess and verify: guess every frame's
+previous answer (the full model's answer of the frame before), decide the chunk, take the previous answers
+those decisions give and decide again, until the guesses stop changing (a few passes). When a frame is then
+asked about, the previous answer its decision assumed is checked against the one the engine actually gave
+(frames may have been dropped in between): on a mismatch the chunk is decided again from that frame.
+
 Adaptation (policy ``adaptation.strategies``, applied at confirmed frames):
 
 - ``working-set``: the hot level's size follows the number of classes answered in the last ``window_s``;
@@ -30,10 +37,11 @@ import numpy as np
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
 from simulator.engines import FULL, Engine
-from simulator.exit_metric import MIN_DISTANCE
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE
 
 NEG = -np.inf
 MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)
+MAX_PASSES = 4  # guess-and-verify passes over a chunk (temporal metric); decide() catches what they miss
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class CalibrationSample:
     s2_all: np.ndarray
     top1_all: np.ndarray
     cold_searched: np.ndarray  # (E,) whether the cold level would be searched at that exit
+    prev: int = -1  # the previous processed frame's answer in the same video (-1: none)
 
 
 def _top2(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,10 +96,12 @@ class SmtmEngine(Engine):
         self.metric = policy.metric.kind if policy.metric is not None else "cosine"
         if not oracle:
             self.thresholds = np.array([policy.metric.thresholds[e] for e in enabled], dtype=np.float64)
-        if self.metric == "calibrated" and not oracle:
+        # Whether decisions depend on the previous answer (collecting samples still records it).
+        self.temporal = self.metric == "temporal" and not oracle and not collect
+        if self.metric in LOGISTIC_METRICS and not oracle:
             table = policy.metric.calibration or calibration
             if table is None and not collect:
-                raise ValueError("the calibrated exit metric needs calibration coefficients")
+                raise ValueError(f"the {self.metric} exit metric needs calibration coefficients")
             self.coeffs = None if table is None else np.array([table[e] for e in enabled], dtype=np.float64)
             thr = np.clip(self.thresholds, 1e-12, 1 - 1e-12)
             self.logit_thr = np.log(thr / (1 - thr))
@@ -99,7 +110,15 @@ class SmtmEngine(Engine):
         if self.coeffs is not None:
             self._w1 = (self.coeffs[:, 1] - self.coeffs[:, 2])[:, None]
             self._w2 = self.coeffs[:, 2][:, None]
+            if self.temporal:
+                self._a1 = (self.coeffs[:, 5] - self.coeffs[:, 6])[:, None]
+                self._a2 = self.coeffs[:, 6][:, None]
         self._bias_memo: dict[tuple, np.ndarray] = {}
+        self._abias_memo: dict[tuple, np.ndarray] = {}
+        self.w_seen = None  # what the window's lookups saw, while samples are logged
+        self.prev_answer = -1  # answer of the last decided frame
+        self.prev_video = -1  # its video
+        self.w_prev = np.zeros(0, dtype=np.int64)
         self._cols = np.arange(max(MAX_CHUNK, chunk or 0))
         self._flags = np.ones((E + 1, len(self._cols)), dtype=bool)
         self.n_enabled = E
@@ -141,9 +160,13 @@ class SmtmEngine(Engine):
                 self._flush()
                 self.cache.reset()
                 self.scene_changes.append(i)
-        if not (self.win_start <= i < self.win_end) or self.win_version != self.cache.version:
-            self._evaluate(i)
+        prev = self.prev_answer if self.prev_video == w.video[i] else -1
+        if (not (self.win_start <= i < self.win_end) or self.win_version != self.cache.version
+                or (self.temporal and self.w_prev[i - self.win_start] != prev)):
+            self._evaluate(i, prev)
         j = i - self.win_start
+        if self.collect or self.log_samples:
+            self._log(i, j)
         fe = int(self.w_fe[j])
         exited = fe < self.n_enabled
         self.exit_pos[i] = fe if exited else FULL
@@ -157,6 +180,8 @@ class SmtmEngine(Engine):
         self.energy_mj[i] = self.w_energy[j]
         self.entries[i] = self.w_entries
         self.hot_entries[i] = self.w_hot
+        self.prev_answer = int(self.answer[i])
+        self.prev_video = int(w.video[i])
         if self.w_event[j]:
             update = 0.0
             if not exited:
@@ -222,11 +247,17 @@ class SmtmEngine(Engine):
         """Exit-metric decisions (G, E, b) for G search stages, stage g having searched ``ns[g]`` entries and
         found top-1 similarities ``s1[g]`` (E, b) and top-2 ``s2[g]`` (-inf without a runner-up)."""
         m = self.metric
-        G = len(ns)
         if m == "cosine":
             return np.stack(s1) >= self.thresholds[:, None]
         if m == "margin":
             return np.stack([a - b if n > 1 else a for a, b, n in zip(s1, s2, ns)]) >= self.thresholds[:, None]
+        return self._logits(s1, s2, ns)[0] >= 0.0
+
+    def _logits(self, s1: list[np.ndarray], s2: list[np.ndarray], ns: tuple[int, ...]
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logistic metric's logit minus logit(threshold), (G, E, b), and for ``temporal`` what agreement
+        with the previous answer adds to it (else None)."""
+        G = len(ns)
         # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold). Without a
         # runner-up d2 = 1 (similarity 0, as in the calibration features): its log is 0. One pass over all
         # stages' distances, in place (the float32 arithmetic of the calibration features).
@@ -241,7 +272,21 @@ class SmtmEngine(Engine):
         z = self._w1 * d[:G]
         z += self._w2 * d[G:]
         z += self._conf_bias(ns)
-        return z >= 0.0
+        if not self.temporal:
+            return z, None
+        za = self._a1 * d[:G]
+        za += self._a2 * d[G:]
+        za += self._agree_bias(ns)
+        return z, za
+
+    def _agree_bias(self, ns: tuple[int, ...]) -> np.ndarray:
+        a = self._abias_memo.get(ns)
+        if a is None:
+            c = self.coeffs
+            n = np.maximum(np.array(ns, dtype=np.float64), 1.0)
+            a = (c[None, :, 4] + c[None, :, 7] * np.log(n)[:, None])[:, :, None]
+            self._abias_memo[ns] = a
+        return a
 
     def _conf_bias(self, ns: tuple[int, ...]) -> np.ndarray:
         a = self._bias_memo.get(ns)
@@ -252,7 +297,8 @@ class SmtmEngine(Engine):
             self._bias_memo[ns] = a
         return a
 
-    def _evaluate(self, i: int) -> None:
+    def _evaluate(self, i: int, prev: int = -1) -> None:
+        """Decide frames from ``i`` on against the current cache; ``prev``: the answer frame ``i`` follows."""
         w, cache = self.w, self.cache
         E = self.n_enabled
         stop = min(len(w), i + self.chunk)
@@ -277,6 +323,8 @@ class SmtmEngine(Engine):
             fe = np.full(b, E)
             hc = np.zeros(b, dtype=bool)
             slot = np.full(b, -1)
+            self.w_prev = self._prev_guess(i, stop, prev, w.prediction[i:stop])
+            self.w_seen = None
         else:
             cls = cache.cls[slots]
             S = np.matmul(self.VT[:, i:stop], cache.centres[slots].transpose(1, 2, 0))  # (E, b, K)
@@ -290,33 +338,36 @@ class SmtmEngine(Engine):
                 t1a, s1a, s2a = _top2(S)
             else:
                 t1a, s1a, s2a = t1h, s1h, s2h
-            if self.oracle:
-                pred = w.prediction[i:stop]
-                conf_h = cls[t1h] == pred
-                conf_a = cls[t1a] == pred
-            elif self.collect:
-                conf_h = conf_a = np.zeros((E, b), dtype=bool)
-            elif search_all:
-                conf_h, conf_a = self._conf([s1h, s1a], [s2h, s2a], (n_hot, K))
+            c1h, c1a = cls[t1h], cls[t1a]
+            guess = self._prev_guess(i, stop, prev, w.prediction[i:stop])
+            if self.temporal:
+                stages = ([s1h, s1a], [s2h, s2a], (n_hot, K)) if search_all else ([s1h], [s2h], (n_hot,))
+                z, za = self._logits(*stages)
+                for _ in range(MAX_PASSES):
+                    conf_h = np.where(c1h == guess, z[0] + za[0], z[0]) >= 0.0
+                    conf_a = np.where(c1a == guess, z[-1] + za[-1], z[-1]) >= 0.0 if search_all else conf_h
+                    fe, hc, slot = self._pick(conf_h, conf_a, n_hot, search_all, cold_stage, t1h, t1a, slots)
+                    answers = np.where(fe < E, cache.cls[np.maximum(slot, 0)], w.prediction[i:stop])
+                    implied = self._prev_guess(i, stop, prev, answers)
+                    if np.array_equal(implied, guess):
+                        break
+                    guess = implied
+                # Decisions were taken with ``guess``; decide() checks it against what really came before.
             else:
-                conf_h = conf_a = self._conf([s1h], [s2h], (n_hot,))[0]
-            if not n_hot:
-                conf_h = np.zeros((E, b), dtype=bool)
-            # Row E of the flags is always set, so the first set row is the exit taken (E: none).
-            flags = self._flags[:, :b]
-            if search_all:
-                np.bitwise_and(cold_stage[:, None], conf_a, out=flags[:E])
-                np.bitwise_or(flags[:E], conf_h, out=flags[:E])
-            else:
-                flags[:E] = conf_h
-            fe = np.argmax(flags, axis=0)
-            exits = fe < E
-            fc = np.minimum(fe, E - 1)
-            cols = self._cols[:b]
-            hc = conf_h[fc, cols] & exits
-            slot = np.where(exits, slots[np.where(hc, t1h[fc, cols], t1a[fc, cols])], -1)
+                if self.oracle:
+                    pred = w.prediction[i:stop]
+                    conf_h = c1h == pred
+                    conf_a = c1a == pred
+                elif self.collect:
+                    conf_h = conf_a = np.zeros((E, b), dtype=bool)
+                elif search_all:
+                    conf_h, conf_a = self._conf([s1h, s1a], [s2h, s2a], (n_hot, K))
+                else:
+                    conf_h = conf_a = self._conf([s1h], [s2h], (n_hot,))[0]
+                fe, hc, slot = self._pick(conf_h, conf_a, n_hot, search_all, cold_stage, t1h, t1a, slots)
+            self.w_prev = guess
             if self.collect or self.log_samples:
-                self._log(i, stop, n_hot, K, s1h, s2h, cls[t1h], s1a, s2a, cls[t1a], cold_stage, exits, slot)
+                self.w_seen = (n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage)
         exited = fe < E
         safe = np.maximum(slot, 0)
         lvl = np.where(exited, cache.level[safe], -1).astype(np.int8, copy=False)
@@ -336,13 +387,44 @@ class SmtmEngine(Engine):
         elif self.fixed_chunk is None:
             self.chunk = min(MAX_CHUNK, self.chunk * 2)
 
-    def _log(self, i, stop, n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage, exits, slot) -> None:
-        """Calibration samples of the frames this window will actually decide."""
-        event = ~exits | (self.cache.level[np.maximum(slot, 0)] == COLD)
-        last = int(np.argmax(event)) + 1 if event.any() else stop - i
-        for j in range(last):
-            self.samples.append(CalibrationSample(
-                i + j, n_hot, K, s1h[:, j], s2h[:, j], c1h[:, j], s1a[:, j], s2a[:, j], c1a[:, j], cold_stage))
+    def _pick(self, conf_h, conf_a, n_hot, search_all, cold_stage, t1h, t1a, slots):
+        """From per-exit confidences (E, b) in the hot level and in both levels: the exit each frame takes
+        (E: none), whether the hot level sufficed there, and the slot it leaves with (-1: none)."""
+        E, b = conf_h.shape
+        if not n_hot:
+            conf_h = np.zeros((E, b), dtype=bool)
+        # Row E of the flags is always set, so the first set row is the exit taken (E: none).
+        flags = self._flags[:, :b]
+        if search_all:
+            np.bitwise_and(cold_stage[:, None], conf_a, out=flags[:E])
+            np.bitwise_or(flags[:E], conf_h, out=flags[:E])
+        else:
+            flags[:E] = conf_h
+        fe = np.argmax(flags, axis=0)
+        exits = fe < E
+        fc = np.minimum(fe, E - 1)
+        cols = self._cols[:b]
+        hc = conf_h[fc, cols] & exits
+        slot = np.where(exits, slots[np.where(hc, t1h[fc, cols], t1a[fc, cols])], -1)
+        return fe, hc, slot
+
+    def _prev_guess(self, i: int, stop: int, prev: int, answers: np.ndarray) -> np.ndarray:
+        """The answer each frame of ``i..stop`` follows, if frame ``i`` follows ``prev`` and every later one
+        follows its predecessor's ``answers`` (-1 at the first frame of a video)."""
+        out = np.empty(stop - i, dtype=np.int64)
+        out[0] = prev
+        out[1:] = answers[:-1]
+        v = self.w.video
+        out[1:][v[i + 1:stop] != v[i:stop - 1]] = -1
+        return out
+
+    def _log(self, i: int, j: int) -> None:
+        """The calibration sample of frame ``i``, the ``j``-th of the window, as it is decided."""
+        if self.w_seen is None:
+            return
+        n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage = self.w_seen
+        self.samples.append(CalibrationSample(
+            i, n_hot, K, s1h[:, j], s2h[:, j], c1h[:, j], s1a[:, j], s2a[:, j], c1a[:, j], cold_stage, int(self.w_prev[j])))
 
     # -- cache changes -----------------------------------------------------------------------------------
     def _flush(self) -> None:

@@ -13,16 +13,16 @@ from typing import Any
 
 from simulator.policy import AdaptationConfig, CacheConfig, MetricConfig, Policy
 
-SPACE_VERSION = 1
-METRICS = ("calibrated", "cosine", "margin")
+SPACE_VERSION = 2  # 2: the temporal exit metric
+METRICS = ("calibrated", "cosine", "margin", "temporal")
 REPLACEMENTS = ("lru", "lfu", "lfu-decay")
 SCENE_ACTIONS = ("shrink", "reset")
 
 
 def threshold(kind: str, u: float) -> float:
-    """Map a level u in [0, 1] to the metric's threshold: calibrated probability 0.9..0.999 (log-spaced in
-    the error rate), cosine similarity 0.5..0.999, margin 0..0.5."""
-    if kind == "calibrated":
+    """Map a level u in [0, 1] to the metric's threshold: calibrated or temporal probability 0.9..0.999
+    (log-spaced in the error rate), cosine similarity 0.5..0.999, margin 0..0.5."""
+    if kind in ("calibrated", "temporal"):
         return 1.0 - 10.0 ** (-(1.0 + 2.0 * u))
     if kind == "cosine":
         return 0.5 + 0.499 * u

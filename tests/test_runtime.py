@@ -31,7 +31,7 @@ from runtime.bundle import (
 )
 from runtime.engine import Runtime
 from runtime.smtm import FULL
-from simulator.policy import Policy
+from simulator.policy import MetricConfig, Policy
 from simulator_helpers import CALIBRATION, PROFILE, ROOT, TRACE, shipped_device, shipped_trace, shipped_workload
 
 pytestmark = pytest.mark.slow
@@ -410,6 +410,12 @@ def _other_policy(name: str, calibration: dict) -> Policy:
         return Policy(name=name, kind="smtm", exits=["b1", "b4", "b6"],
                       cache=CacheConfig(hot_size=2, cold_size=5, replacement="lru"),
                       metric=MetricConfig(kind="cosine", thresholds={"b1": 0.995, "b4": 0.97, "b6": 0.9}))
+    if name == "temporal-working-set":  # temporal metric: agreement with the previous answer adds to the logit
+        exits = ["b1", "b3", "b5", "b7"]
+        return Policy(name=name, kind="smtm", exits=exits, cache=CacheConfig(hot_size=3, cold_size=8),
+                      metric=MetricConfig(kind="temporal", thresholds={e: 0.97 for e in exits},
+                                          calibration={e: [*calibration[e], 2.5, 0.1, -0.2, 0.0] for e in exits}),
+                      adaptation=AdaptationConfig(strategies=["working-set"], window_s=15.0, min_hot=1, max_hot=3))
     exits = ["b3", "b4", "b6", "b7"]  # calibrated, one hot slot (many promotions), LFU, scene reset after 2 misses
     return Policy(name=name, kind="smtm", exits=exits, cache=CacheConfig(hot_size=1, cold_size=4, replacement="lfu"),
                   metric=MetricConfig(kind="calibrated", thresholds={e: 0.9 for e in exits},
@@ -418,7 +424,7 @@ def _other_policy(name: str, calibration: dict) -> Policy:
                                               ema_alpha=1.0))
 
 
-@pytest.mark.parametrize("name", ["margin-working-set", "cosine-static", "calibrated-lfu-reset"])
+@pytest.mark.parametrize("name", ["margin-working-set", "cosine-static", "calibrated-lfu-reset", "temporal-working-set"])
 def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, own, tmp_path):
     """Rule 1 for other metrics, replacement rules, adaptation strategies and exit subsets."""
     from simulator.run import simulate
@@ -436,6 +442,11 @@ def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, o
     assert (log.level == 0).any() and (log.exit_index == FULL).any()
     if name != "margin-working-set":
         assert (log.level == 1).any()
+    if name.startswith("temporal"):  # the previous answer changed decisions, on both sides alike
+        cal = {e: c[:4] for e, c in b.policy.metric.calibration.items()}
+        plain = b.policy.model_copy(update={"metric": MetricConfig(kind="calibrated", thresholds=b.policy.metric.thresholds,
+                                                                   calibration=cal)})
+        assert not np.array_equal(_simulate(sub, vec, pred, plain).exit_pos, log.exit_index)
 
 
 def test_runtime_log(run, piece):

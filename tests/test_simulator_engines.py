@@ -110,6 +110,27 @@ def test_replacement_rule_picks_the_victim(replacement, last_exit):
     assert r.engine.exit_pos[5] == last_exit
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+def test_temporal_metric_follows_the_previous_answer_within_a_video(chunk):
+    """Agreement with the previous answer is the only evidence here: the base logit is -20, agreement adds 40.
+    The first frame of each video has no previous answer and runs the model; after it every frame whose top-1
+    is the previous answer exits with it, even the class-1 frames of video 0 (class 1 is not cached yet and
+    class 0 is their nearest entry). Chunked decisions (guess and verify) match frame by frame."""
+    classes = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    video = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+    w = hand_workload(classes, video=video)
+    coef = {e: [-20.0, 0, 0, 0, 40.0, 0, 0, 0] for e in HAND_EXITS}
+    pol = smtm(0.5, "temporal", cache=CacheConfig(hot_size=2, cold_size=0), calibration=coef)
+    pol, enabled = resolve(pol, w, hand_device(), None)
+    e = run_once(w, hand_device(), pol, enabled, chunk=chunk).engine
+    assert list(e.exit_pos) == [FULL, 0, 0, 0, 0, 0, 0, 0, FULL, 0, 0]
+    assert list(e.answer) == [0] * 8 + [1] * 3
+    # Without the agreement terms nothing is ever confident.
+    base = smtm(0.5, "calibrated", cache=CacheConfig(hot_size=2, cold_size=0),
+                calibration={k: c[:4] for k, c in coef.items()})
+    assert (run_once(w, hand_device(), base, enabled, chunk=chunk).engine.exit_pos == FULL).all()
+
+
 def test_scene_reset_on_a_new_video_forgets_the_cache():
     classes, video = [2] * 6, [0, 0, 0, 1, 1, 1]
     keep = simulate(hand_workload(classes, video=video), hand_device(), smtm())
@@ -317,11 +338,17 @@ def _every_option(exits: tuple[str, ...]) -> Policy:
 
 
 @pytest.mark.parametrize("slow", [1.0, 1500.0], ids=["real-time", "overloaded"])
-@pytest.mark.parametrize("name", ["smtm", "oracle", "foggycache", "every-option"])
+@pytest.mark.parametrize("name", ["smtm", "oracle", "foggycache", "every-option", "temporal"])
 def test_speculative_chunks_decide_like_frame_by_frame(small, name, slow):
     w, calib = small
     dev = _slow(shipped_device(), slow)
-    pol = _every_option(dev.exits) if name == "every-option" else preset(name, dev.exits)
+    if name == "every-option":
+        pol = _every_option(dev.exits)
+    elif name == "temporal":  # decisions that depend on the previous answer; overloaded, frames are dropped
+        pol = preset("smtm", dev.exits).model_copy(update={"metric": MetricConfig(
+            kind="temporal", thresholds={e: 0.92 for e in dev.exits})})
+    else:
+        pol = preset(name, dev.exits)
     pol, enabled = resolve(pol, w, dev, calib)
     runs = [run_once(w, dev, pol, enabled, chunk=c) for c in (None, 1, 7)]
     if slow > 1:
