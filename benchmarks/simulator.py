@@ -36,7 +36,7 @@ def main() -> None:
     import numpy as np
 
     from simulator.cli import DEFAULT_CALIBRATION, DEFAULT_PROFILE, DEFAULT_TRACE, load_inputs
-    from simulator.policy import check_policy
+    from simulator.policy import MetricConfig, check_policy
     from simulator.presets import PRESETS, preset
     from simulator.run import resolve, run_once
 
@@ -62,6 +62,11 @@ def main() -> None:
         f, m = fps(workload, preset(name, device.exits))
         rows.append((name, f))
         print(f"{name:<12} {f:>10,.0f} {1e6 / f:>9.2f}")
+    # The temporal metric decides chunks by guess and verify (a few passes per chunk).
+    p = preset("smtm", device.exits)
+    p = p.model_copy(update={"metric": MetricConfig(kind="temporal", thresholds={e: 0.92 for e in device.exits})})
+    f, m = fps(workload, p)
+    print(f"{'temporal':<12} {f:>10,.0f} {1e6 / f:>9.2f}   (smtm with the temporal metric at 0.92)")
 
     print("\n## smtm by trace length (copies of the shipped trace)\n")
     print(f"{'frames':>8} {'frames/s':>10}")

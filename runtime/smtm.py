@@ -5,7 +5,8 @@ vector known in advance. Here a frame's vectors arrive one exit at a time, as it
 decision is taken lazily: at each enabled exit, in order, search the hot level; if that is not confident and the
 cold level is searched at that exit (``cache.cold_from``), search both levels; stop at the first confident exit
 with the cached class. The ``temporal`` metric also asks whether the top-1 class is the previous answer in the
-same video, which the decider keeps itself (every frame ends in :meth:`hit` or :meth:`confirm`). A frame that runs to the end is *confirmed*: the full model's answer updates the cache
+same video, and how far the frame has drifted from the video's last confirmed frame at the first enabled exit;
+the decider keeps both itself (every frame ends in :meth:`hit` or :meth:`confirm`). A frame that runs to the end is *confirmed*: the full model's answer updates the cache
 (insertion, ``ema``), with the adaptation rules (``working-set``, ``scene-reset``). A cold hit promotes its class.
 The cache itself is the simulator's :class:`simulator.cache.SemanticCache` (numpy only), so slots, levels,
 replacement and promotions are the same code.
@@ -27,7 +28,7 @@ import numpy as np
 
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
-from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, drift
 
 NEG = -np.inf
 FULL = -1
@@ -81,9 +82,12 @@ class CacheDecider:
             if self.temporal:
                 self.a1 = (c[:, 5] - c[:, 6]).tolist()
                 self.a2 = c[:, 6].tolist()
+                self.a3 = c[:, 8].tolist()
         self._bias: dict[int, list[float]] = {}
         self._abias: dict[int, list[float]] = {}
         self.prev = -1  # the previous frame's answer in this video (-1: none yet)
+        self.anchor: np.ndarray | None = None  # the last confirmed frame's vector at the first exit, this video
+        self.log_drift = 0.0  # this frame's drift from it (0: as far as it gets, without one)
         order = {e: k for k, e in enumerate(model_exits)}
         start = order[cfg.cold_from] if cfg.cold_from is not None else 0
         self.cold_ok = [order[e] >= start for e in enabled]
@@ -106,6 +110,7 @@ class CacheDecider:
         self.t = float(t)
         if new_video:
             self.prev = -1
+            self.anchor = None
         if new_video and self.reset_on_video and cache.entries():
             cache.reset()
             self.scene_changes += 1
@@ -130,6 +135,8 @@ class CacheDecider:
         """Search at enabled exit ``k`` with the frame's (padded) vector there: ``(slot, hot level sufficed)`` of a
         confident match, else None."""
         K, n_hot = self.K, self.n_hot
+        if k == 0 and self.temporal:
+            self.log_drift = 0.0 if self.anchor is None else float(drift(vector[None, : self.dims[0]], self.anchor)[0])
         if K == 0:
             return None
         s = np.matmul(vector[None, :], self.CT[k])[0]  # (K,) float32, hot slots first
@@ -164,6 +171,7 @@ class CacheDecider:
             za = self.a1[k] * float(d[0])
             za += self.a2[k] * (float(d[1]) if n > 1 else 0.0)
             za += self._agree_bias_for(n)[k]
+            za += self.a3[k] * self.log_drift
             z = z + za
         return z >= 0.0
 
@@ -204,6 +212,8 @@ class CacheDecider:
     def confirm(self, c: int, vectors: np.ndarray) -> None:
         """The frame ran to the end and the model answered ``c``; ``vectors``: (E, dmax) its vectors, padded."""
         self.prev = int(c)
+        if self.temporal:
+            self.anchor = np.asarray(vectors[0, : self.dims[0]], dtype=np.float64)[None, :]
         if self.adapt.confirm(c, vectors, self.t):
             self.scene_changes += 1
 

@@ -8,7 +8,8 @@ there: with early exits the cache is refreshed less often than when every frame 
 similarities a deployed policy meets are lower; fitting on its own dynamics keeps the probabilities honest.
 
 The ``temporal`` metric's model also sees whether each lookup's top-1 class equals the previous answer: in the
-first round that is the full model's previous answer, in the second whatever the policy answered.
+first round that is the full model's previous answer, in the second whatever the policy answered; and how far
+the frame drifted from the last confirmed one.
 """
 
 from __future__ import annotations
@@ -34,18 +35,18 @@ def collect(workload, device, policy: Policy, enabled: tuple[str, ...],
     temporal = policy.metric is not None and policy.metric.kind == "temporal"
     width = n_coefficients("temporal" if temporal else "calibrated")
 
-    def design(s1, s2, n, top1, prev):
-        return temporal_features(s1, s2, n, top1 == prev) if temporal else features(s1, s2, n)
+    def design(s1, s2, n, top1, s):
+        return temporal_features(s1, s2, n, top1 == s.prev, s.log_drift) if temporal else features(s1, s2, n)
 
     out = {}
     for k, e in enumerate(enabled):
         xs, ys = [], []
         for s in engine.samples:
             if s.n_hot > 0:
-                xs.append(design(s.s1_hot[k], s.s2_hot[k], s.n_hot, s.top1_hot[k], s.prev))
+                xs.append(design(s.s1_hot[k], s.s2_hot[k], s.n_hot, s.top1_hot[k], s))
                 ys.append(float(s.top1_hot[k] == pred[s.frame]))
             if s.cold_searched[k]:
-                xs.append(design(s.s1_all[k], s.s2_all[k], s.n_all, s.top1_all[k], s.prev))
+                xs.append(design(s.s1_all[k], s.s2_all[k], s.n_all, s.top1_all[k], s))
                 ys.append(float(s.top1_all[k] == pred[s.frame]))
         out[e] = (np.array(xs).reshape(-1, width), np.array(ys))
     return out

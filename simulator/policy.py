@@ -57,8 +57,9 @@ class MetricConfig(_Strict):
         None,
         description="calibrated and temporal only: per exit [bias, w_log_distance, w_log_distance_ratio, "
         "w_log_entries] of a logistic model of the probability that the top-1 match equals the full model's answer; "
-        "temporal: 8 coefficients, those four and four more added when the top-1 class equals the previous answer "
-        "(see simulator/exit_metric.py); fitted on calibration data if absent.",
+        "temporal: 9 coefficients, those four, four more added when the top-1 class equals the previous answer and "
+        "the weight of the frame's drift from the last confirmed one under agreement (see simulator/exit_metric.py); fitted on calibration "
+        "data if absent.",
     )
 
 
@@ -220,8 +221,9 @@ def check_policy(policy: Policy, exit_points: tuple[str, ...], processors: tuple
             bad = [e for e, w in table.items() if len(w) != need]
             if bad:
                 what = "[bias, log distance, log distance ratio, log entries]"
-                if need == 8:
-                    what += " and the same four added when the top-1 class agrees with the previous answer"
+                if need == 9:
+                    what += (", the same four added when the top-1 class agrees with the previous answer, and the "
+                             "weight of the frame's drift under agreement")
                 raise FormatError(f"exit {bad[0]!r} needs {need} coefficients {what}, found {len(table[bad[0]])}",
                                   path=where, field=name)
     if not enabled and policy.kind not in ("no-cache", "deepcache", "foggycache"):

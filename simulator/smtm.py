@@ -13,11 +13,12 @@ applied and the next chunk starts. Uses (hits) change only which class leaves ne
 applied in one batch before the next event. ``chunk=1`` decides frame by frame (the tests check both agree).
 
 The ``temporal`` exit metric also depends on the previous processed frame's answer, which inside a chunk is
-the previous frame's own decision. A chunk is therefore decided by guess and verify: guess every frame's
-previous answer (the full model's answer of the frame before), decide the chunk, take the previous answers
-those decisions give and decide again, until the guesses stop changing (a few passes). When a frame is then
-asked about, the previous answer its decision assumed is checked against the one the engine actually gave
-(frames may have been dropped in between): on a mismatch the chunk is decided again from that frame.
+that frame's own decision. A chunk is therefore decided by guess and verify: guess every frame's previous
+answer (the full model's answer of the frame before), decide the chunk, take the previous answers those
+decisions give and decide again, until the guesses stop changing (a few passes). When a frame is then asked
+about, the previous answer its decision assumed is checked against the one the engine actually gave (frames
+may have been dropped in between): on a mismatch the chunk is decided again from that frame. Its other input,
+the drift since the video's last confirmed frame, is exact: a confirmation is an event and ends the chunk.
 
 Adaptation (policy ``adaptation.strategies``, applied at confirmed frames):
 
@@ -37,7 +38,7 @@ import numpy as np
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
 from simulator.engines import FULL, Engine
-from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, drift
 
 NEG = -np.inf
 MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)
@@ -59,6 +60,7 @@ class CalibrationSample:
     top1_all: np.ndarray
     cold_searched: np.ndarray  # (E,) whether the cold level would be searched at that exit
     prev: int = -1  # the previous processed frame's answer in the same video (-1: none)
+    log_drift: float = 0.0  # temporal: log distance to the last confirmed frame at the first enabled exit
 
 
 def _top2(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,6 +100,9 @@ class SmtmEngine(Engine):
             self.thresholds = np.array([policy.metric.thresholds[e] for e in enabled], dtype=np.float64)
         # Whether decisions depend on the previous answer (collecting samples still records it).
         self.temporal = self.metric == "temporal" and not oracle and not collect
+        # The first enabled exit's vectors, for the temporal metric's drift since the last confirmed frame.
+        self.V0 = (np.ascontiguousarray(self.V[:, 0, :dims[0]], dtype=np.float64)
+                   if self.metric == "temporal" and not oracle and E else None)
         if self.metric in LOGISTIC_METRICS and not oracle:
             table = policy.metric.calibration or calibration
             if table is None and not collect:
@@ -113,12 +118,15 @@ class SmtmEngine(Engine):
             if self.temporal:
                 self._a1 = (self.coeffs[:, 5] - self.coeffs[:, 6])[:, None]
                 self._a2 = self.coeffs[:, 6][:, None]
+                self._a3 = self.coeffs[:, 8][:, None]
         self._bias_memo: dict[tuple, np.ndarray] = {}
         self._abias_memo: dict[tuple, np.ndarray] = {}
         self.w_seen = None  # what the window's lookups saw, while samples are logged
         self.prev_answer = -1  # answer of the last decided frame
         self.prev_video = -1  # its video
+        self.anchor = -1  # the last confirmed frame (temporal metric)
         self.w_prev = np.zeros(0, dtype=np.int64)
+        self.w_drift = np.zeros(0)
         self._cols = np.arange(max(MAX_CHUNK, chunk or 0))
         self._flags = np.ones((E + 1, len(self._cols)), dtype=bool)
         self.n_enabled = E
@@ -253,10 +261,10 @@ class SmtmEngine(Engine):
             return np.stack([a - b if n > 1 else a for a, b, n in zip(s1, s2, ns)]) >= self.thresholds[:, None]
         return self._logits(s1, s2, ns)[0] >= 0.0
 
-    def _logits(self, s1: list[np.ndarray], s2: list[np.ndarray], ns: tuple[int, ...]
+    def _logits(self, s1: list[np.ndarray], s2: list[np.ndarray], ns: tuple[int, ...], log_drift=None
                 ) -> tuple[np.ndarray, np.ndarray | None]:
         """The logistic metric's logit minus logit(threshold), (G, E, b), and for ``temporal`` what agreement
-        with the previous answer adds to it (else None)."""
+        with the previous answer adds to it, given each frame's ``log_drift`` (b,) (else None)."""
         G = len(ns)
         # logit P = c0 + c1 log d1 + c2 log(d2 / d1) + c3 log n; compare with logit(threshold). Without a
         # runner-up d2 = 1 (similarity 0, as in the calibration features): its log is 0. One pass over all
@@ -277,6 +285,7 @@ class SmtmEngine(Engine):
         za = self._a1 * d[:G]
         za += self._a2 * d[G:]
         za += self._agree_bias(ns)
+        za += self._a3 * log_drift
         return z, za
 
     def _agree_bias(self, ns: tuple[int, ...]) -> np.ndarray:
@@ -324,6 +333,7 @@ class SmtmEngine(Engine):
             hc = np.zeros(b, dtype=bool)
             slot = np.full(b, -1)
             self.w_prev = self._prev_guess(i, stop, prev, w.prediction[i:stop])
+            self.w_drift = self._drift(i, stop)
             self.w_seen = None
         else:
             cls = cache.cls[slots]
@@ -340,9 +350,10 @@ class SmtmEngine(Engine):
                 t1a, s1a, s2a = t1h, s1h, s2h
             c1h, c1a = cls[t1h], cls[t1a]
             guess = self._prev_guess(i, stop, prev, w.prediction[i:stop])
+            self.w_drift = self._drift(i, stop)
             if self.temporal:
                 stages = ([s1h, s1a], [s2h, s2a], (n_hot, K)) if search_all else ([s1h], [s2h], (n_hot,))
-                z, za = self._logits(*stages)
+                z, za = self._logits(*stages, log_drift=self.w_drift)
                 for _ in range(MAX_PASSES):
                     conf_h = np.where(c1h == guess, z[0] + za[0], z[0]) >= 0.0
                     conf_a = np.where(c1a == guess, z[-1] + za[-1], z[-1]) >= 0.0 if search_all else conf_h
@@ -418,13 +429,26 @@ class SmtmEngine(Engine):
         out[1:][v[i + 1:stop] != v[i:stop - 1]] = -1
         return out
 
+    def _drift(self, i: int, stop: int) -> np.ndarray:
+        """Each frame's drift since the last confirmed frame of its video (:func:`exit_metric.drift`; 0, as far
+        as it gets, without one). Exact for the whole chunk: a confirmation ends it."""
+        out = np.zeros(stop - i)
+        a = self.anchor
+        if self.V0 is None or a < 0:
+            return out
+        rows = np.flatnonzero(self.w.video[i:stop] == self.w.video[a])
+        if len(rows):
+            out[rows] = drift(self.V0[i + rows], self.V0[a][None, :])
+        return out
+
     def _log(self, i: int, j: int) -> None:
         """The calibration sample of frame ``i``, the ``j``-th of the window, as it is decided."""
         if self.w_seen is None:
             return
         n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage = self.w_seen
         self.samples.append(CalibrationSample(
-            i, n_hot, K, s1h[:, j], s2h[:, j], c1h[:, j], s1a[:, j], s2a[:, j], c1a[:, j], cold_stage, int(self.w_prev[j])))
+            i, n_hot, K, s1h[:, j], s2h[:, j], c1h[:, j], s1a[:, j], s2a[:, j], c1a[:, j], cold_stage, int(self.w_prev[j]),
+            float(self.w_drift[j])))
 
     # -- cache changes -----------------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -442,6 +466,7 @@ class SmtmEngine(Engine):
         if self.exit_pos[i] != FULL:  # a cold hit: promotion
             self.adapt.promote(slot, int(self.answer[i]), t)
             return
+        self.anchor = i
         if self.adapt.confirm(int(self.w.prediction[i]), self.V[i], t):
             self.scene_changes.append(i)
         self.cache_bytes = self.adapt.peak_bytes

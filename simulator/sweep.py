@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engram.fileio import json_safe
-from simulator.sweep_space import SPACE_VERSION, decode, param_names, preset_params, suggest
+from simulator.sweep_space import SPACE_VERSION, decode, param_names, start_params, suggest
 from simulator.workload import Workload
 
 OBJECTIVES = ("mean_latency_ms", "active_energy_mj_per_frame", "accuracy_loss_pt")
@@ -230,7 +230,8 @@ def run_study(storage_path, study_name: str, ctx: Context, settings: SweepSettin
     exits = ctx.device.exits
     study_id = storage.get_study_id_from_name(study_name)
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(preset_params(exits))
+        for params in start_params(exits):
+            study.enqueue_trial(params)
 
     def tell(number: int, m: dict[str, Any]) -> None:
         trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))

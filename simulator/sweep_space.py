@@ -78,15 +78,35 @@ def decode(params: dict[str, Any], exits: tuple[str, ...], name: str = "tuned") 
     )
 
 
-def preset_params(exits: tuple[str, ...]) -> dict[str, Any]:
-    """The default `smtm` preset as a point of the space: the search's first trial, so that it starts from a
-    known-good policy (checked by the tests to decode to the preset)."""
+def level_of(probability: float) -> float:
+    """The level u whose calibrated (or temporal) threshold is ``probability`` (the inverse of threshold())."""
     import math
 
+    return (-math.log10(1.0 - probability) - 1.0) / 2.0
+
+
+TEMPORAL_STARTS = (0.95, 0.92)  # the temporal metric's thresholds the search also starts from
+
+
+def start_params(exits: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The search's first trials: the `smtm` preset, then the same cache with the temporal metric at each of
+    TEMPORAL_STARTS on every exit. Starting from known-good points matters in a short search: the space has
+    a few dozen parameters, and random points rarely enable the right exits at sensible thresholds."""
+    base = preset_params(exits)
+    starts = [base]
+    for prob in TEMPORAL_STARTS:
+        p = dict(base, metric="temporal")
+        p.update({f"level_{e}": level_of(prob) for e in exits})
+        starts.append(p)
+    return starts
+
+
+def preset_params(exits: tuple[str, ...]) -> dict[str, Any]:
+    """The default `smtm` preset as a point of the space (checked by the tests to decode to the preset)."""
     from simulator.presets import SMTM_CONFIDENCE, default_adaptation, default_cache
 
     cache, ad = default_cache(), default_adaptation()
-    level = (-math.log10(1.0 - SMTM_CONFIDENCE) - 1.0) / 2.0
+    level = level_of(SMTM_CONFIDENCE)
     p: dict[str, Any] = {}
     for e in exits:
         p[f"use_{e}"] = True

@@ -414,7 +414,7 @@ def _other_policy(name: str, calibration: dict) -> Policy:
         exits = ["b1", "b3", "b5", "b7"]
         return Policy(name=name, kind="smtm", exits=exits, cache=CacheConfig(hot_size=3, cold_size=8),
                       metric=MetricConfig(kind="temporal", thresholds={e: 0.97 for e in exits},
-                                          calibration={e: [*calibration[e], 2.5, 0.1, -0.2, 0.0] for e in exits}),
+                                          calibration={e: [*calibration[e], 2.5, 0.1, -0.2, 0.0, -0.3] for e in exits}),
                       adaptation=AdaptationConfig(strategies=["working-set"], window_s=15.0, min_hot=1, max_hot=3))
     exits = ["b3", "b4", "b6", "b7"]  # calibrated, one hot slot (many promotions), LFU, scene reset after 2 misses
     return Policy(name=name, kind="smtm", exits=exits, cache=CacheConfig(hot_size=1, cold_size=4, replacement="lfu"),

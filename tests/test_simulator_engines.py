@@ -119,7 +119,7 @@ def test_temporal_metric_follows_the_previous_answer_within_a_video(chunk):
     classes = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
     video = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
     w = hand_workload(classes, video=video)
-    coef = {e: [-20.0, 0, 0, 0, 40.0, 0, 0, 0] for e in HAND_EXITS}
+    coef = {e: [-20.0, 0, 0, 0, 40.0, 0, 0, 0, 0] for e in HAND_EXITS}
     pol = smtm(0.5, "temporal", cache=CacheConfig(hot_size=2, cold_size=0), calibration=coef)
     pol, enabled = resolve(pol, w, hand_device(), None)
     e = run_once(w, hand_device(), pol, enabled, chunk=chunk).engine
@@ -129,6 +129,44 @@ def test_temporal_metric_follows_the_previous_answer_within_a_video(chunk):
     base = smtm(0.5, "calibrated", cache=CacheConfig(hot_size=2, cold_size=0),
                 calibration={k: c[:4] for k, c in coef.items()})
     assert (run_once(w, hand_device(), base, enabled, chunk=chunk).engine.exit_pos == FULL).all()
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+def test_temporal_metric_stops_trusting_agreement_once_the_frame_drifts(chunk):
+    """The same video, but agreement counts only as far as the frame stays near the last confirmed one: logit
+    -20 - 5 log(drift). Identical frames sit at the smallest distance (log 1e-4 = -9.2, logit +26); the first
+    class-1 frame is orthogonal to the confirmed class-0 frame (log 1 = 0, logit -20), so it runs the model,
+    and class 1 is confirmed instead of the stale class 0 being carried on."""
+    classes = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    video = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+    w = hand_workload(classes, video=video)
+    coef = {e: [-20.0, 0, 0, 0, 0, 0, 0, 0, -5.0] for e in HAND_EXITS}
+    pol = smtm(0.5, "temporal", cache=CacheConfig(hot_size=2, cold_size=0), calibration=coef)
+    pol, enabled = resolve(pol, w, hand_device(), None)
+    e = run_once(w, hand_device(), pol, enabled, chunk=chunk).engine
+    assert list(e.exit_pos) == [FULL, 0, 0, 0, FULL, 0, 0, 0, FULL, 0, 0]
+    assert list(e.answer) == classes
+
+
+def test_temporal_calibration_learns_that_agreement_is_evidence(small):
+    from simulator.calibration import fit_calibration
+    from simulator.exit_metric import metric_values
+
+    _, calib = small
+    dev = shipped_device()
+    pol = preset("smtm", dev.exits).model_copy(update={"metric": MetricConfig(
+        kind="temporal", thresholds={e: 0.92 for e in dev.exits})})
+    table = fit_calibration(calib, dev, pol, dev.exits)
+    assert set(table) == set(dev.exits) and all(len(c) == 9 for c in table.values())
+    # At the first exit, where shallow features confuse classes most, the same match is likelier right when it
+    # names the previous answer (on a frame close to the last confirmed one) than when it does not. Deeper
+    # exits learn the opposite for very close matches (a close match there that does not agree is a new object
+    # the cache already knows), so only b1 is asserted; the drift's effect is shown by the hand-built test.
+    c = np.array(table[dev.exits[0]])
+    for s1, s2 in ((0.98, 0.9), (0.995, 0.95), (0.9, 0.7)):
+        p = [float(metric_values("temporal", np.array(s1), np.array(s2), 4, c, agree=a, log_drift=-6.0))
+             for a in (True, False)]
+        assert p[0] > p[1] + 0.03, (s1, s2, p)
 
 
 def test_scene_reset_on_a_new_video_forgets_the_cache():

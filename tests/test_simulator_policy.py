@@ -173,7 +173,7 @@ def test_check_policy_returns_the_enabled_exits_in_model_order():
     (_smtm(metric=MetricConfig(thresholds={e: 0.9 for e in EXITS}, calibration={"b1": [0, 0, 0]})),
      FormatError, "metric.calibration", "needs 4 coefficients"),
     (_smtm(metric=MetricConfig(kind="temporal", thresholds={e: 0.9 for e in EXITS}, calibration={"b1": [0, 0, 0, 0]})),
-     FormatError, "metric.calibration", "needs 8 coefficients"),
+     FormatError, "metric.calibration", "needs 9 coefficients"),
     (_smtm(metric=MetricConfig(kind="margin", thresholds={e: 0.9 for e in EXITS}, calibration={"b1": [0, 0, 0, 0]})),
      FormatError, "metric.calibration", "only the calibrated and temporal exit metrics take coefficients"),
     (_smtm(cache=CacheConfig(cold_from="b2")), MismatchError, "cache.cold_from", "'b2' is not an exit point"),

@@ -43,13 +43,18 @@ def test_the_preset_is_a_point_of_the_space_and_every_point_is_a_valid_policy():
     import optuna
 
     from simulator.policy import check_policy, parse_policy
-    from simulator.sweep_space import decode, preset_params, suggest
+    from simulator.sweep_space import TEMPORAL_STARTS, decode, preset_params, start_params, suggest
 
     dev = shipped_device()
     p = decode(preset_params(dev.exits), dev.exits)
     want = preset("smtm", dev.exits)
     assert p.cache == want.cache and p.adaptation == want.adaptation and p.exits == list(dev.exits)
     assert p.metric.kind == "calibrated" and p.metric.thresholds == pytest.approx(want.metric.thresholds)
+    starts = [decode(q, dev.exits) for q in start_params(dev.exits)]
+    assert starts[0] == p
+    assert [q.metric.kind for q in starts[1:]] == ["temporal"] * len(TEMPORAL_STARTS)
+    for q, prob in zip(starts[1:], TEMPORAL_STARTS):
+        assert q.cache == want.cache and q.metric.thresholds == pytest.approx({e: prob for e in dev.exits})
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(60):
@@ -100,8 +105,9 @@ def test_sweep_reports_the_chosen_policy_on_held_out_videos(one_worker):
     page = (out / "pareto.html").read_text()
     assert "Pareto front" in page and "chosen (trial" in page
     assert "chosen: trial" in text and "held-out videos" in text
-    # The first trial is the default preset.
+    # The first trials are the default preset, then the same cache with the temporal metric.
     assert result["trials"][0]["params"]["metric"] == "calibrated" and result["trials"][0]["params"]["hot_size"] == 4
+    assert result["trials"][1]["params"]["metric"] == "temporal" and result["trials"][1]["params"]["hot_size"] == 4
 
 
 @pytest.mark.slow
