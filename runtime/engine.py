@@ -12,6 +12,11 @@ Frames are numpy arrays ``(N, 3, H, W)`` float32, already normalised as the mode
 drive the cache's recency and adaptation rules exactly as arrival times do in the simulator; without them the
 runtime uses the monotonic clock.
 
+Vectors are searched at float16 precision, the precision a recorded trace stores them at and so the one the
+simulator decides on: in float32 the two sides' vectors differ by up to half a float16 step, and with the
+temporal exit metric one decision taken differently changes the previous answer of the next frame, so a
+single difference can carry on for a whole run of frames.
+
 Only numpy and the TVM runtime are called per frame.
 """
 
@@ -28,6 +33,7 @@ from runtime.bundle import Bundle
 from runtime.smtm import FULL, CacheDecider
 
 NO_HIT = -1
+SEARCH_DTYPE = np.float16  # the recorded traces' vector precision (traces/FORMAT.md)
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class Runtime:
             block_ms[j] = (te - tb) * 1000.0
             k = self.exit_at[j]
             if k >= 0:
-                vec[k, : self.dims[k]] = self.encoders[k].encode(to_numpy(cur))[0]
+                vec[k, : self.dims[k]] = self.encoders[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
                 hit = dec.lookup(k, vec[k])
                 lookup_s += time.perf_counter() - te
                 if hit is not None:
@@ -194,8 +200,9 @@ class Runtime:
         return log
 
     def features(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every frame's vectors at every enabled exit ``(N, E, dmax)`` (zero-padded) and the model's answer, from
-        the same executables and encoders as :meth:`step`, with the cache left alone (for checking decisions)."""
+        """Every frame's vectors at every enabled exit ``(N, E, dmax)`` (zero-padded, float32 before the search's
+        float16 rounding) and the model's answer, from the same executables and encoders as :meth:`step`, with the
+        cache left alone (for checking decisions)."""
         frames = self._check_frames(frames)
         n = len(frames)
         vectors = np.zeros((n, len(self.enabled), self.dmax), dtype=np.float32)

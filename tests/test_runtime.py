@@ -5,12 +5,12 @@
 - the runtime, run on frames re-rendered from the shipped recorded trace with TVM-compiled blocks, takes the
   simulator's decisions. The rule checked (frames: the first 100 of videos P01_12 and P04_33):
   1. exact: the runtime's exit point, answer and hit level equal the simulator's (``SmtmEngine``) on every frame
-     when the simulator is fed the runtime's own float32 vectors and answers: same semantics;
+     when the simulator is fed the runtime's own vectors (rounded to float16, as the runtime searches with them)
+     and answers: same semantics;
   2. the runtime's vectors are the recorded ones before float16 rounding: every element is within half a float16
      ulp (of the recorded value) + 1e-6, and the full model's answers are the recorded predictions;
-  3. the simulator fed the runtime's vectors rounded to float16 decides every frame as it does on the recorded
-     trace, so every difference between the runtime and the simulator on the recorded trace is float16 rounding;
-     on these frames there is none (on the whole trace, 8,941 of 9,080 frames agree, all 139 others explained so).
+  3. so on the recorded trace the runtime decides as the simulator does, except where TVM's and torch's float32
+     results round to different float16 values; on these frames there is no such case.
 """
 
 from __future__ import annotations
@@ -356,18 +356,16 @@ def test_runtime_takes_the_simulators_decisions(run, piece, own, capsys):
     assert np.all(np.abs(vec - recorded) <= half_ulp + 1e-6)
 
     # 1. Same semantics: fed the runtime's own vectors, the simulator decides every frame as the runtime did.
-    assert _same(_simulate(sub, vec, pred, bundle.policy), log).all()
+    vec16 = vec.astype(np.float16).astype(np.float32)
+    assert _same(_simulate(sub, vec16, pred, bundle.policy), log).all()
 
-    # 3. On the recorded trace: every difference is float16 rounding (here there is none).
+    # 3. On the recorded trace: the rounded vectors are the recorded ones here, so every frame agrees.
     on_trace = run_once(sub, shipped_device(), bundle.policy, bundle.enabled).engine
-    rounded = _simulate(sub, vec.astype(np.float16).astype(np.float32), pred, bundle.policy)
-    assert np.array_equal(rounded.exit_pos, on_trace.exit_pos) and np.array_equal(rounded.answer, on_trace.answer)
-    assert np.array_equal(rounded.level, on_trace.level)
-    agree = _same(on_trace, log)
+    recorded16 = sub.vectors[:, ex, : vec.shape[2]]
     with capsys.disabled():
-        print(f"\nruntime vs simulator on the recorded trace: {int(agree.sum())} of {len(agree)} frames agree "
-              f"(exit point, answer, hit level)")
-    assert agree.mean() >= 0.99
+        print(f"\nruntime vectors equal to the recorded float16 ones: {np.mean(vec16 == recorded16):.4%} of elements")
+    agree = _same(on_trace, log)
+    assert agree.all(), f"{int((~agree).sum())} of {len(agree)} frames decided differently on the recorded trace"
 
     # The piece exercises every path: hot and cold hits, several exit points, full runs, a new video.
     assert (log.level == 0).any() and (log.level == 1).any() and (log.exit_index == FULL).any()
@@ -437,7 +435,8 @@ def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, o
     b = read_bundle(export_bundle(policy, PROFILE, tmp_path / name, predicted), bundle.fingerprint)
     assert b.enabled == tuple(policy.exits) and list(b.encoders) == policy.exits
     log = Runtime(b, compiled[0]).run(frames, sub.arrival_s, sub.new_video)
-    engine = _simulate(sub, vec, pred, b.policy)
+    vec16 = vec.astype(np.float16).astype(np.float32)  # what the runtime searches with
+    engine = _simulate(sub, vec16, pred, b.policy)
     assert _same(engine, log).all()
     assert (log.level == 0).any() and (log.exit_index == FULL).any()
     if name != "margin-working-set":
@@ -446,7 +445,7 @@ def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, o
         cal = {e: c[:4] for e, c in b.policy.metric.calibration.items()}
         plain = b.policy.model_copy(update={"metric": MetricConfig(kind="calibrated", thresholds=b.policy.metric.thresholds,
                                                                    calibration=cal)})
-        assert not np.array_equal(_simulate(sub, vec, pred, plain).exit_pos, log.exit_index)
+        assert not np.array_equal(_simulate(sub, vec16, pred, plain).exit_pos, log.exit_index)
 
 
 def test_runtime_log(run, piece):
