@@ -6,12 +6,13 @@ decision is taken lazily: at each enabled exit, in order, search the hot level; 
 cold level is searched at that exit (``cache.cold_from``), search both levels; stop at the first confident exit
 with the cached class. The ``temporal`` metric also asks whether the top-1 class is the previous answer in the
 same video, and how far the frame has drifted from the video's last confirmed frame at the first enabled exit;
-the decider keeps both itself (every frame ends in :meth:`hit` or :meth:`confirm`). A frame that runs to the end is *confirmed*: the full model's answer updates the cache
-(insertion, ``ema``), with the adaptation rules (``working-set``, ``scene-reset``). A cold hit promotes its class.
+the decider keeps both itself (every frame ends in :meth:`hit` or :meth:`confirm`). A frame that runs to the
+end is *confirmed*: the full model's answer updates the cache (insertion, ``ema``), with the adaptation rules
+(``working-set``, ``scene-reset``). A cold hit promotes its class.
 The cache itself is the simulator's :class:`simulator.cache.SemanticCache` (numpy only), so slots, levels,
 replacement and promotions are the same code.
 
-Arithmetic follows ``SmtmEngine._conf`` operation for operation (float32 similarities and log distances,
+Arithmetic follows ``SmtmEngine._logits`` operation for operation (float32 similarities and log distances,
 float64 logistic sums, the same slot order: hot slots first, each level by slot number), so that the same
 vectors give the same decisions. Uses (hits) are recorded at once instead of in batches; they change only
 which class leaves next, and every batch in the simulator is applied before the next change, so the order of
@@ -28,7 +29,7 @@ import numpy as np
 
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
-from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, drift
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, bias_terms, drift
 
 NEG = -np.inf
 FULL = -1
@@ -83,8 +84,7 @@ class CacheDecider:
                 self.a1 = (c[:, 5] - c[:, 6]).tolist()
                 self.a2 = c[:, 6].tolist()
                 self.a3 = c[:, 8].tolist()
-        self._bias: dict[int, list[float]] = {}
-        self._abias: dict[int, list[float]] = {}
+        self._bias: dict[tuple[int, int], list[float]] = {}
         self.prev = -1  # the previous frame's answer in this video (-1: none yet)
         self.anchor: np.ndarray | None = None  # the last confirmed frame's vector at the first exit, this video
         self.log_drift = 0.0  # this frame's drift from it (0: as far as it gets, without one)
@@ -142,12 +142,14 @@ class CacheDecider:
         s = np.matmul(vector[None, :], self.CT[k])[0]  # (K,) float32, hot slots first
         if n_hot:
             t1, s1, s2 = _top2(s[:n_hot])
-            if self._confident(k, s1, s2, n_hot, int(self.slots[t1])):
-                return int(self.slots[t1]), True
+            slot = int(self.slots[t1])
+            if self._confident(k, s1, s2, n_hot, slot):
+                return slot, True
         if self.cold_stage[k]:
             t1, s1, s2 = _top2(s)
-            if self._confident(k, s1, s2, K, int(self.slots[t1])):
-                return int(self.slots[t1]), False
+            slot = int(self.slots[t1])
+            if self._confident(k, s1, s2, K, slot):
+                return slot, False
         return None
 
     def _confident(self, k: int, s1, s2, n: int, slot: int) -> bool:
@@ -166,31 +168,23 @@ class CacheDecider:
         np.log(d, out=d)
         z = self.w1[k] * float(d[0])
         z += self.w2[k] * (float(d[1]) if n > 1 else 0.0)
-        z += self._bias_for(n)[k]
+        z += self._bias_for(n, 0)[k]
         if self.temporal and int(self.cache.cls[slot]) == self.prev:
             za = self.a1[k] * float(d[0])
             za += self.a2[k] * (float(d[1]) if n > 1 else 0.0)
-            za += self._agree_bias_for(n)[k]
+            za += self._bias_for(n, 4)[k]
             za += self.a3[k] * self.log_drift
             z = z + za
         return z >= 0.0
 
-    def _bias_for(self, n: int) -> list[float]:
-        b = self._bias.get(n)
+    def _bias_for(self, n: int, first: int) -> list[float]:
+        """Per exit, the simulator's :func:`bias_terms` for ``n`` entries (``first`` 0: less logit(threshold);
+        4: the temporal terms under agreement)."""
+        key = (n, first)
+        b = self._bias.get(key)
         if b is None:
-            c = self.coeffs
-            ln = np.log(np.maximum(np.array([n], dtype=np.float64), 1.0))
-            b = (c[None, :, 0] + c[None, :, 3] * ln[:, None] - self.logit_thr[None, :])[0].tolist()
-            self._bias[n] = b
-        return b
-
-    def _agree_bias_for(self, n: int) -> list[float]:
-        b = self._abias.get(n)
-        if b is None:
-            c = self.coeffs
-            ln = np.log(np.maximum(np.array([n], dtype=np.float64), 1.0))
-            b = (c[None, :, 4] + c[None, :, 7] * ln[:, None])[0].tolist()
-            self._abias[n] = b
+            b = bias_terms(self.coeffs, (n,), first, self.logit_thr if first == 0 else None)[0].tolist()
+            self._bias[key] = b
         return b
 
     def hit(self, slot: int) -> tuple[int, int]:

@@ -32,8 +32,8 @@ def collect(workload, device, policy: Policy, enabled: tuple[str, ...],
     for i in range(len(workload)):
         engine.decide(i)
     pred = workload.prediction
-    temporal = policy.metric is not None and policy.metric.kind == "temporal"
-    width = n_coefficients("temporal" if temporal else "calibrated")
+    temporal = policy.metric.kind == "temporal"
+    width = n_coefficients(policy.metric.kind)
 
     def design(s1, s2, n, top1, s):
         return temporal_features(s1, s2, n, top1 == s.prev, s.log_drift) if temporal else features(s1, s2, n)

@@ -58,6 +58,16 @@ def features(s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float) -> np.ndarra
         return np.stack([np.ones_like(d1), np.log(d1), np.log(d2 / d1), np.log(np.maximum(n, 1.0))], axis=-1)
 
 
+def bias_terms(coeffs: np.ndarray, ns, first: int = 0, minus: np.ndarray | None = None) -> np.ndarray:
+    """(G, E) the terms of a logistic metric's logit that depend only on the entries searched, for each of the
+    ``ns`` (G) and every exit: ``coeffs[:, first] + coeffs[:, first + 3] * log n`` (the bias and log-entries
+    weights; ``first`` 4: the temporal metric's terms under agreement), less ``minus`` (E,) when given. The
+    simulator and the runtime both take these from here, so that their arithmetic is the same."""
+    n = np.maximum(np.array(ns, dtype=np.float64), 1.0)
+    b = coeffs[None, :, first] + coeffs[None, :, first + 3] * np.log(n)[:, None]
+    return b if minus is None else b - minus[None, :]
+
+
 def drift(v: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """Log cosine distance of unit vectors ``v`` (rows) from ``anchor`` (one row, broadcast), in float64: how
     far frames have drifted from the last confirmed frame, at the first enabled exit."""
@@ -79,7 +89,7 @@ def temporal_features(s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float, agr
 def metric_values(kind: str, s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float, coeffs: np.ndarray | None,
                   agree: np.ndarray | bool = False, log_drift: np.ndarray | float = 0.0) -> np.ndarray:
     """Metric per frame. ``coeffs``: (..., 4) logistic coefficients for ``calibrated``, (..., 9) for ``temporal``
-    (broadcast over frames); ``agree``, ``log_change``: temporal only, whether the top-1 class equals the
+    (broadcast over frames); ``agree``, ``log_drift``: temporal only, whether the top-1 class equals the
     previous answer and how far the frame drifted from the last confirmed one (:func:`drift`)."""
     if kind == "cosine":
         return s1

@@ -38,7 +38,7 @@ import numpy as np
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
 from simulator.engines import FULL, Engine
-from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, drift
+from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, bias_terms, drift
 
 NEG = -np.inf
 MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)
@@ -100,6 +100,8 @@ class SmtmEngine(Engine):
             self.thresholds = np.array([policy.metric.thresholds[e] for e in enabled], dtype=np.float64)
         # Whether decisions depend on the previous answer (collecting samples still records it).
         self.temporal = self.metric == "temporal" and not oracle and not collect
+        # Previous answers are kept only where something reads them: temporal decisions, calibration samples.
+        self.track_prev = self.temporal or collect or log_samples
         # The first enabled exit's vectors, for the temporal metric's drift since the last confirmed frame.
         self.V0 = (np.ascontiguousarray(self.V[:, 0, :dims[0]], dtype=np.float64)
                    if self.metric == "temporal" and not oracle and E else None)
@@ -120,7 +122,6 @@ class SmtmEngine(Engine):
                 self._a2 = self.coeffs[:, 6][:, None]
                 self._a3 = self.coeffs[:, 8][:, None]
         self._bias_memo: dict[tuple, np.ndarray] = {}
-        self._abias_memo: dict[tuple, np.ndarray] = {}
         self.w_seen = None  # what the window's lookups saw, while samples are logged
         self.prev_answer = -1  # answer of the last decided frame
         self.prev_video = -1  # its video
@@ -168,7 +169,7 @@ class SmtmEngine(Engine):
                 self._flush()
                 self.cache.reset()
                 self.scene_changes.append(i)
-        prev = self.prev_answer if self.prev_video == w.video[i] else -1
+        prev = self.prev_answer if self.track_prev and self.prev_video == w.video[i] else -1
         if (not (self.win_start <= i < self.win_end) or self.win_version != self.cache.version
                 or (self.temporal and self.w_prev[i - self.win_start] != prev)):
             self._evaluate(i, prev)
@@ -188,8 +189,9 @@ class SmtmEngine(Engine):
         self.energy_mj[i] = self.w_energy[j]
         self.entries[i] = self.w_entries
         self.hot_entries[i] = self.w_hot
-        self.prev_answer = int(self.answer[i])
-        self.prev_video = int(w.video[i])
+        if self.track_prev:
+            self.prev_answer = int(self.answer[i])
+            self.prev_video = int(w.video[i])
         if self.w_event[j]:
             update = 0.0
             if not exited:
@@ -279,31 +281,22 @@ class SmtmEngine(Engine):
                 d[G + g] = 0.0
         z = self._w1 * d[:G]
         z += self._w2 * d[G:]
-        z += self._conf_bias(ns)
+        z += self._bias(ns, 0)
         if not self.temporal:
             return z, None
         za = self._a1 * d[:G]
         za += self._a2 * d[G:]
-        za += self._agree_bias(ns)
+        za += self._bias(ns, 4)
         za += self._a3 * log_drift
         return z, za
 
-    def _agree_bias(self, ns: tuple[int, ...]) -> np.ndarray:
-        a = self._abias_memo.get(ns)
+    def _bias(self, ns: tuple[int, ...], first: int) -> np.ndarray:
+        """(G, E, 1) :func:`bias_terms` from coefficient ``first`` (0 less logit(threshold); 4: under agreement)."""
+        key = (first, ns)
+        a = self._bias_memo.get(key)
         if a is None:
-            c = self.coeffs
-            n = np.maximum(np.array(ns, dtype=np.float64), 1.0)
-            a = (c[None, :, 4] + c[None, :, 7] * np.log(n)[:, None])[:, :, None]
-            self._abias_memo[ns] = a
-        return a
-
-    def _conf_bias(self, ns: tuple[int, ...]) -> np.ndarray:
-        a = self._bias_memo.get(ns)
-        if a is None:
-            c = self.coeffs
-            n = np.maximum(np.array(ns, dtype=np.float64), 1.0)
-            a = (c[None, :, 0] + c[None, :, 3] * np.log(n)[:, None] - self.logit_thr[None, :])[:, :, None]
-            self._bias_memo[ns] = a
+            a = bias_terms(self.coeffs, ns, first, self.logit_thr if first == 0 else None)[:, :, None]
+            self._bias_memo[key] = a
         return a
 
     def _evaluate(self, i: int, prev: int = -1) -> None:
@@ -327,13 +320,14 @@ class SmtmEngine(Engine):
         self.w_entries, self.w_hot = K, n_hot
 
         cold_stage, cost_tab = self._cost_table(n_hot, K)
+        if self.track_prev:
+            self.w_prev = self._prev_guess(i, stop, prev, w.prediction[i:stop])
+            self.w_drift = self._drift(i, stop)
 
         if K == 0:
             fe = np.full(b, E)
             hc = np.zeros(b, dtype=bool)
             slot = np.full(b, -1)
-            self.w_prev = self._prev_guess(i, stop, prev, w.prediction[i:stop])
-            self.w_drift = self._drift(i, stop)
             self.w_seen = None
         else:
             cls = cache.cls[slots]
@@ -349,9 +343,8 @@ class SmtmEngine(Engine):
             else:
                 t1a, s1a, s2a = t1h, s1h, s2h
             c1h, c1a = cls[t1h], cls[t1a]
-            guess = self._prev_guess(i, stop, prev, w.prediction[i:stop])
-            self.w_drift = self._drift(i, stop)
             if self.temporal:
+                guess = self.w_prev
                 stages = ([s1h, s1a], [s2h, s2a], (n_hot, K)) if search_all else ([s1h], [s2h], (n_hot,))
                 z, za = self._logits(*stages, log_drift=self.w_drift)
                 for _ in range(MAX_PASSES):
@@ -364,6 +357,7 @@ class SmtmEngine(Engine):
                         break
                     guess = implied
                 # Decisions were taken with ``guess``; decide() checks it against what really came before.
+                self.w_prev = guess
             else:
                 if self.oracle:
                     pred = w.prediction[i:stop]
@@ -376,7 +370,6 @@ class SmtmEngine(Engine):
                 else:
                     conf_h = conf_a = self._conf([s1h], [s2h], (n_hot,))[0]
                 fe, hc, slot = self._pick(conf_h, conf_a, n_hot, search_all, cold_stage, t1h, t1a, slots)
-            self.w_prev = guess
             if self.collect or self.log_samples:
                 self.w_seen = (n_hot, K, s1h, s2h, c1h, s1a, s2a, c1a, cold_stage)
         exited = fe < E
