@@ -347,16 +347,17 @@ class SmtmEngine(Engine):
                 guess = self.w_prev
                 stages = ([s1h, s1a], [s2h, s2a], (n_hot, K)) if search_all else ([s1h], [s2h], (n_hot,))
                 z, za = self._logits(*stages, log_drift=self.w_drift)
-                for _ in range(MAX_PASSES):
+                for n_pass in range(MAX_PASSES):
                     conf_h = np.where(c1h == guess, z[0] + za[0], z[0]) >= 0.0
                     conf_a = np.where(c1a == guess, z[-1] + za[-1], z[-1]) >= 0.0 if search_all else conf_h
                     fe, hc, slot = self._pick(conf_h, conf_a, n_hot, search_all, cold_stage, t1h, t1a, slots)
                     answers = np.where(fe < E, cache.cls[np.maximum(slot, 0)], w.prediction[i:stop])
                     implied = self._prev_guess(i, stop, prev, answers)
-                    if np.array_equal(implied, guess):
+                    if n_pass == MAX_PASSES - 1 or np.array_equal(implied, guess):
                         break
                     guess = implied
-                # Decisions were taken with ``guess``; decide() checks it against what really came before.
+                # Decisions were taken with ``guess`` (not with the last ``implied``, when the passes ran out);
+                # decide() checks each frame's guess against what really came before it.
                 self.w_prev = guess
             else:
                 if self.oracle:

@@ -396,6 +396,23 @@ def test_speculative_chunks_decide_like_frame_by_frame(small, name, slow):
         _same_run(runs[0], r)
 
 
+@pytest.mark.parametrize("passes", [1, 2])
+def test_temporal_chunks_decide_like_frame_by_frame_when_the_guesses_run_out(small, passes, monkeypatch):
+    """With few guess-and-verify passes a chunk is often decided on previous answers that are not yet the
+    ones its own decisions imply: every frame must then be checked against the guess it was decided with."""
+    import simulator.smtm as smtm_mod
+
+    w, calib = small
+    dev = shipped_device()
+    pol = preset("smtm", dev.exits).model_copy(update={"metric": MetricConfig(
+        kind="temporal", thresholds={e: 0.9 for e in dev.exits})})
+    pol, enabled = resolve(pol, w, dev, calib)
+    exact = run_once(w, dev, pol, enabled, chunk=1)  # one frame at a time: the previous answer is known
+    monkeypatch.setattr(smtm_mod, "MAX_PASSES", passes)
+    for chunk in (None, 64):
+        _same_run(exact, run_once(w, dev, pol, enabled, chunk=chunk))
+
+
 def test_energy_counts_active_frames_and_idle_time():
     # 10 frames at 10 fps, 4 ms each at 2000 mW (8 mJ), idle at 100 mW from the first arrival until one frame
     # period after the last frame finished (0.9 s + 4 ms + 0.1 s), less the 40 ms busy.
