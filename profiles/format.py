@@ -209,7 +209,8 @@ class RuntimeOverheads:
     way the profile measured it (in context less the call overhead, or ``time_evaluator``); ``frame_ms``: per frame, what the runtime does outside blocks and
     lookups (copying the frame in, the answer, bookkeeping); ``lookup``: the runtime's own encode + search at each
     exit point against ``entries`` cached entries (replaces the kernel lookup table); ``update_ms``: its cache
-    update after a frame that ran to the end.
+    update after a frame that ran to the end; ``temporal_ms``: what the ``temporal`` exit metric adds per frame
+    (the drift from the last confirmed frame, at the first enabled exit).
     """
 
     source: str  # measured-runtime
@@ -222,6 +223,7 @@ class RuntimeOverheads:
     lookup_entries: tuple[int, ...] | None = None
     lookup_ms: Mapping[str, tuple[float, ...]] | None = None
     created: str | None = None
+    temporal_ms: float | None = None  # the temporal exit metric's drift, per frame
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
@@ -229,6 +231,7 @@ class RuntimeOverheads:
             out["created"] = self.created
         out.update({"frame_ms": self.frame_ms, "dispatch_ms": dict(self.dispatch_ms), "update_ms": self.update_ms,
                     **({} if self.hit_ms is None else {"hit_ms": self.hit_ms}),
+                    **({} if self.temporal_ms is None else {"temporal_ms": self.temporal_ms}),
                     "lookup": None if self.lookup_ms is None else {
                         "entries": list(self.lookup_entries or ()),
                         "exits": {k: list(v) for k, v in self.lookup_ms.items()}}})
@@ -240,7 +243,8 @@ class RuntimeOverheads:
         return cls(obj["source"], obj["method"], obj["processor"], float(obj["frame_ms"]),
                    {k: float(v) for k, v in obj["dispatch_ms"].items()}, obj.get("update_ms"), obj.get("hit_ms"),
                    None if look is None else tuple(look["entries"]),
-                   None if look is None else {k: tuple(v) for k, v in look["exits"].items()}, obj.get("created"))
+                   None if look is None else {k: tuple(v) for k, v in look["exits"].items()}, obj.get("created"),
+                   obj.get("temporal_ms"))
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,15 @@ parts with the runtime's own code on this machine:
 - ``frame_ms``: a plain (no-cache) runtime's frame latency minus its blocks' timed calls: copying the frame in,
   reading the answer, the bookkeeping of a frame;
 - ``lookup``: at each exit point, for 1..1024 cached entries, what the runtime does there: read the block's
-  output, encode it (:class:`runtime.encoders.ExitEncoder`) and search the cache
+  output, encode it (:class:`runtime.encoders.ExitEncoder`), round it to the search precision and search the cache
   (:meth:`runtime.smtm.CacheDecider.lookup`, calibrated metric, no match), timed in context: frames run through
   every block with a lookup at every exit point, as the runtime runs a frame that finds no match (a lookup
   repeated on its own, or right after only its own block, finds its encoder in cache and cost about a third
   less on this machine);
 - ``update_ms``: a confirmed frame's cache update (:meth:`runtime.smtm.CacheDecider.confirm`) and the refresh of
-  the search view that the next frame then does.
+  the search view that the next frame then does;
+- ``temporal_ms``: what the ``temporal`` exit metric adds to a frame, its drift from the video's last confirmed
+  frame (:meth:`runtime.smtm.CacheDecider.observe_drift`).
 
 Medians throughout, so that interference from other processes (which only ever slows a run down) counts little.
 """
@@ -34,9 +36,9 @@ import numpy as np
 ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.engine) minus the blocks timed as the "
           "profile timed them ({timing}), interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
-          "lookup = runtime.encoders encode + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every exit of frames "
-          "run through all blocks; update = CacheDecider.confirm right after the last block + the next frame's view refresh; hit = "
-          "CacheDecider.hit")
+          "lookup = runtime.encoders encode, float16 rounding + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every "
+          "exit of frames run through all blocks; update = CacheDecider.confirm right after the last block + the next frame's view refresh; hit = "
+          "CacheDecider.hit; temporal = CacheDecider.observe_drift")
 
 
 def _median_call_ms(fn: Callable[[], Any], calls: int) -> float:
@@ -78,7 +80,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     ``in_context``: the profile's blocks were timed in context (else by ``time_evaluator``).
     """
     from runtime.encoders import ExitEncoder
-    from runtime.engine import Runtime
+    from runtime.engine import SEARCH_DTYPE, Runtime
 
     say = progress or (lambda _msg: None)
     if blocks is None:
@@ -148,7 +150,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
                     if k is None:
                         continue
                     t0 = pc()
-                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0]
+                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
                     dec.lookup(k, vec[k])
                     one[i, k] = pc() - t0
             samples[r, a] = np.median(one, axis=0) * 1000.0
@@ -185,9 +187,20 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
         dec.hit(slot)
         hits.append(pc() - t0)
     hit_ms = round(float(np.median(hits)) * 1000.0, 6)
+    # Temporal metric: the frame's drift from the last confirmed frame, worked out at the first enabled exit.
+    say("temporal")
+    dec.anchor = np.asarray(vecs[0, 0, :dims[0]], dtype=np.float64)[None, :]
+    drifts = []
+    for i in range(calls):
+        v = vecs[(i + 1) % len(vecs), 0]
+        t0 = pc()
+        dec.observe_drift(v)
+        drifts.append(pc() - t0)
+    temporal_ms = round(float(np.median(drifts)) * 1000.0, 6)
     timing = "blocks in context, kernels.tvm.timing.ChainTimer" if in_context else "TVM time_evaluator of each block"
     return {"source": "measured-runtime", "method": METHOD.format(timing=timing), "processor": "cpu",
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
+            "temporal_ms": temporal_ms,
             "lookup": {"entries": [int(n) for n in entries], "exits": lookup}}
 
 
@@ -260,4 +273,5 @@ def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float]
     procs = dict(device.processors)
     procs[pc.name] = dataclasses.replace(pc, block_ms=(pc.block_ms - then) * f + now)
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * f, hit_ms=device.hit_ms * f,
+                               temporal_ms=device.temporal_ms * f,
                                lookup_ms={e: v * f for e, v in device.lookup_ms.items()})

@@ -136,7 +136,7 @@ class CacheDecider:
         confident match, else None."""
         K, n_hot = self.K, self.n_hot
         if k == 0 and self.temporal:
-            self.log_drift = 0.0 if self.anchor is None else float(drift(vector[None, : self.dims[0]], self.anchor)[0])
+            self.observe_drift(vector)
         if K == 0:
             return None
         s = np.matmul(vector[None, :], self.CT[k])[0]  # (K,) float32, hot slots first
@@ -151,6 +151,11 @@ class CacheDecider:
             if self._confident(k, s1, s2, K, slot):
                 return slot, False
         return None
+
+    def observe_drift(self, vector: np.ndarray) -> None:
+        """The frame's drift from the video's last confirmed frame, from its (padded) vector at the first enabled
+        exit (temporal metric; 0 without a confirmed frame yet)."""
+        self.log_drift = 0.0 if self.anchor is None else float(drift(vector[None, : self.dims[0]], self.anchor)[0])
 
     def _confident(self, k: int, s1, s2, n: int, slot: int) -> bool:
         m = self.metric

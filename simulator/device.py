@@ -40,6 +40,7 @@ class DeviceModel:
     semantic_dims: Mapping[str, int] = field(default_factory=dict)
     source: str = ""
     hit_ms: float = 0.0  # recording a cache hit (the runtime's bookkeeping; 0 unless the profile measured it)
+    temporal_ms: float = 0.0  # the temporal exit metric's drift per frame (0 unless the profile measured it)
 
     def __post_init__(self) -> None:
         for e in self.exits:
@@ -127,6 +128,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
     lookup_mj = {e: np.asarray(profile.lookup.exits[e].energy_mj, np.float64) for e in profile.lookup.exits}
     update_ms = None
     hit_ms = float(rt.hit_ms) if rt is not None and rt.hit_ms is not None else 0.0
+    temporal_ms = float(rt.temporal_ms) if rt is not None and rt.temporal_ms is not None else 0.0
     if rt is not None and rt.lookup_ms is not None:
         # The runtime's own encode + search, at the kernel table's entry counts; energy at the kernel table's
         # power (its mJ per ms at each point).
@@ -163,6 +165,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
         semantic_dims=dims,
         source=str(profile.path or profile.device.name),
         hit_ms=hit_ms,
+        temporal_ms=temporal_ms,
     )
 
 

@@ -72,7 +72,10 @@ def drift(v: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """Log cosine distance of unit vectors ``v`` (rows) from ``anchor`` (one row, broadcast), in float64: how
     far frames have drifted from the last confirmed frame, at the first enabled exit."""
     v = np.asarray(v, dtype=np.float64)
-    c = np.einsum("ij,ij->i", v, np.broadcast_to(np.asarray(anchor, dtype=np.float64), v.shape))
+    a = np.asarray(anchor, dtype=np.float64)
+    if a.shape != v.shape:  # the runtime asks for one row at a time: spare it the broadcast (microseconds there)
+        a = np.broadcast_to(a, v.shape)
+    c = np.einsum("ij,ij->i", v, a)
     return np.log(np.maximum(1.0 - c, MIN_DISTANCE))
 
 

@@ -157,6 +157,9 @@ class SmtmEngine(Engine):
         self.upd_mj = device.update_ms * self.proc.active_mw / 1000.0
         self.hit_ms = float(getattr(device, "hit_ms", 0.0))  # recording a hit (0 unless the profile measured it)
         self.hit_mj = self.hit_ms * self.proc.active_mw / 1000.0
+        # The temporal metric's drift, which the runtime works out at the first enabled exit of every frame.
+        t_ms = float(getattr(device, "temporal_ms", 0.0)) if self.temporal else 0.0
+        self.temporal_cost = np.array([t_ms, t_ms * self.proc.active_mw / 1000.0])
         self._cost_memo: dict[int, np.ndarray] = {}
         self._tab_memo: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -223,6 +226,8 @@ class SmtmEngine(Engine):
         out = []
         for k, e in enumerate(self.enabled[: fe + 1]):
             ms = hot[k] + (inc[k] if (k < fe or not self.hot_conf[i]) else 0.0)
+            if k == 0 and K:
+                ms += float(self.temporal_cost[0])
             if ms > 0:
                 out.append((e, float(ms)))
         return out
@@ -250,6 +255,8 @@ class SmtmEngine(Engine):
         before = np.vstack([np.zeros((1, 2)), np.cumsum(hot_cost + cold_inc, axis=0)])  # (E + 1, 2)
         at_hot = before[:E] + hot_cost
         tab = np.stack([np.vstack([at_hot + cold_inc, before[E:]]), np.vstack([at_hot, before[E:]])])
+        if K:
+            tab += self.temporal_cost
         self._tab_memo[key] = (cold_stage, tab)
         return cold_stage, tab
 

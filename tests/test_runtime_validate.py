@@ -38,13 +38,13 @@ def _profile_json() -> dict:
     return json.loads(PROFILE.read_text(encoding="utf-8"))
 
 
-def _with_runtime(obj: dict, frame=0.05, dispatch=0.01, lookup_ms=0.03, update=0.02) -> dict:
+def _with_runtime(obj: dict, frame=0.05, dispatch=0.01, lookup_ms=0.03, update=0.02, temporal=0.003) -> dict:
     obj = json.loads(json.dumps(obj))
     entries = obj["lookup"]["entries"]
     obj["runtime"] = {
         "source": "measured-runtime", "method": "test", "processor": obj["device"]["default_processor"],
         "frame_ms": frame, "dispatch_ms": {b: dispatch for b in obj["model"]["blocks"]}, "update_ms": update,
-        "lookup": {"entries": entries, "exits": {e: [lookup_ms + 1e-5 * n for n in entries]
+        "temporal_ms": temporal, "lookup": {"entries": entries, "exits": {e: [lookup_ms + 1e-5 * n for n in entries]
                                                  for e in obj["model"]["exit_points"]}},
     }
     return obj
@@ -104,8 +104,38 @@ def test_hit_cost_is_charged_per_exited_frame():
     assert r.metrics["mean_latency_ms"] == pytest.approx(r0.metrics["mean_latency_ms"] + 0.004 * exited / len(w))
 
 
+def test_temporal_cost_is_charged_to_temporal_policies_per_frame_with_a_cache():
+    """The temporal metric's drift costs every frame that searches a cache that much more (the runtime works it
+    out at the first enabled exit, before searching); other metrics pay nothing; decisions do not change."""
+    from simulator.policy import MetricConfig
+    from simulator.presets import preset
+    from simulator_helpers import shipped_calibration
+
+    obj = _with_runtime(_profile_json(), frame=0.0, dispatch=0.0)
+    obj["runtime"].update(update_ms=None, lookup=None, temporal_ms=0.007)
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj and prof.runtime.temporal_ms == 0.007  # round trip
+    dev0, dev = from_profile(profile_from_json(_profile_json())), from_profile(prof)
+    assert dev.temporal_ms == 0.007 and dev0.temporal_ms == 0.0
+    w = shipped_workload().take(np.arange(400))
+    smtm = preset("smtm", dev.exits)
+    for metric in ("temporal", "calibrated"):
+        pol = smtm.model_copy(update={"metric": MetricConfig(kind=metric, thresholds={e: 0.93 for e in dev.exits})})
+        r0 = simulate(w, dev0, pol, calibration=shipped_calibration(), with_oracle=False)
+        r = simulate(w, dev, r0.policy, with_oracle=False)
+        assert np.array_equal(r.engine.exit_pos, r0.engine.exit_pos)
+        searched = np.count_nonzero(r0.engine.entries > 0)
+        assert 0 < searched < len(w)  # a video's first frame meets an empty cache (scene reset)
+        added = 0.007 * searched / len(w) if metric == "temporal" else 0.0
+        assert r.metrics["mean_latency_ms"] == pytest.approx(r0.metrics["mean_latency_ms"] + added)
+        i = int(np.flatnonzero(r0.engine.entries > 0)[0])
+        extra = sum(ms for _, ms in r.engine.lookup_breakdown(i)) - sum(ms for _, ms in r0.engine.lookup_breakdown(i))
+        assert extra == pytest.approx(0.007 if metric == "temporal" else 0.0)
+
+
 @pytest.mark.parametrize("edit, field", [
     (lambda r: r["dispatch_ms"].pop("b2"), "runtime.dispatch_ms"),
+    (lambda r: r.update(temporal_ms=-0.1), "runtime"),
     (lambda r: r.update(frame_ms=-1.0), "runtime"),
     (lambda r: r["lookup"]["exits"].update(b8=[0.1] * 11), "runtime.lookup.exits.b8"),
     (lambda r: r["lookup"]["exits"]["b3"].pop(), "runtime.lookup.exits.b3"),
@@ -204,6 +234,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys):
     assert set(prof.runtime.dispatch_ms) == set(prof.block_names)
     assert set(prof.runtime.lookup_ms) == set(prof.model.exit_points)
     assert prof.runtime.frame_ms > 0 and all(v > 0 for ys in prof.runtime.lookup_ms.values() for v in ys)
+    assert 0 < prof.runtime.temporal_ms < min(ys[0] for ys in prof.runtime.lookup_ms.values())  # part of a lookup's work
     # Nothing else changed.
     a, b = prof.to_json(), base.to_json()
     a.pop("runtime")
@@ -253,6 +284,7 @@ def test_prediction_at_current_speed_replaces_blocks_and_scales_the_rest():
     assert np.allclose(q.block_ms, now + overheads * f)
     assert np.array_equal(q.block_mj, pc.block_mj)  # energy as profiled
     assert fast.update_ms == pytest.approx(dev.update_ms * f) and fast.hit_ms == pytest.approx(dev.hit_ms * f)
+    assert dev.temporal_ms == 0.003 and fast.temporal_ms == pytest.approx(dev.temporal_ms * f)
     for e in dev.lookup_ms:
         assert np.allclose(fast.lookup_ms[e], dev.lookup_ms[e] * f)
     same = at_current_speed(dev, None, then, then)
