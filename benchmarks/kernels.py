@@ -79,7 +79,9 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
     for u in units:
         x = rng.standard_normal(u.input_shape).astype(np.float32)
         xs[u.name] = torch.from_numpy(x)
-        vm = vms.setdefault(id(u.executable), u.vm(dev))
+        vm = vms.get(id(u.executable))
+        if vm is None:  # one VM per executable: the blocks share theirs, as in the runtime
+            vm = vms[id(u.executable)] = u.vm(dev)
         tvm_t[u.name] = KernelTimer(vm, dev, [tvm.runtime.tensor(x, dev)], func=u.function)
         tvm_t[u.name].calibrate(sample_ms)
         torch_f[u.name] = model if u.name == "model" else model.blocks[u.name]

@@ -256,7 +256,8 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
 
     Adds the profile's optional `runtime` section (profiles/FORMAT.md): per-block dispatch overhead (the runtime's
     Python-level block call minus the block timed as the profile timed it, both timed now), the per-frame overhead, the runtime's own
-    lookup (numpy encode + search, 1..1024 entries) and cache-update cost. The block medians and everything else
+    lookup (numpy encode + search, 1..1024 entries), its cache-update and hit cost, and the temporal exit metric's
+    per-frame drift. The block medians and everything else
     stay as they are; the simulator then predicts what the runtime measures (`run_sim.py validate`).
     """
     import os

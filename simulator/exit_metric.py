@@ -27,9 +27,10 @@ threshold.
   allowed to differ when the top-1 class agrees, plus the drift under agreement: nine coefficients per
   exit, the four of ``calibrated``, four added under agreement and the weight of the drift. The first frame
   of a video has no previous answer and never agrees; a video without a confirmed frame yet has drifted as
-  far as it gets (log distance 0). Fitted on the shipped calibration trace, the agreement terms' bias is
-  +1.5 (b7) to +5.1 (b1) and the drift's weight is small (-0.15 to +0.03): there the distance to the
-  cached class already carries most of what the drift would tell.
+  far as it gets (log distance 0). Fitted on the shipped calibration trace (the smtm preset's cache, every
+  exit at 0.92 or 0.95), the agreement terms' bias is +1.3 (b7) to +5.4 (b1) and the drift's weight is
+  small (-0.13 to +0.21): there the distance to the cached class already carries most of what the drift
+  would tell.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import numpy as np
 FEATURES = ("bias", "log_distance", "log_distance_ratio", "log_entries")
 TEMPORAL_FEATURES = (*FEATURES, *(f"agree_{f}" for f in FEATURES), "agree_log_drift")
 LOGISTIC_METRICS = ("calibrated", "temporal")
+MIN_DISTANCE = 1e-4  # float16 vectors cannot resolve cosine distances below this
 
 
 def n_coefficients(kind: str) -> int:
     """Coefficients per exit of a logistic exit metric."""
     return len(TEMPORAL_FEATURES) if kind == "temporal" else len(FEATURES)
-MIN_DISTANCE = 1e-4  # float16 vectors cannot resolve cosine distances below this
 
 
 def features(s1: np.ndarray, s2: np.ndarray, n: np.ndarray | float) -> np.ndarray:

@@ -374,7 +374,7 @@ def test_runtime_takes_the_simulators_decisions(run, piece, own, capsys):
 
 @pytest.mark.slow
 def test_the_same_bundle_drives_the_runtime_through_rpc(run, compiled, piece, rpc_server):
-    """A phone runs TVM's RPC server; here a loopback server stands in. The runtime uploads each block's library,
+    """A phone runs TVM's RPC server; here a loopback server stands in. The runtime uploads the blocks' library,
     runs the blocks there, reads the exits' feature maps back, and decides every frame as it does locally."""
     from kernels.tvm.rpc import open_session
     from runtime.blocks import TvmBlocks

@@ -43,13 +43,13 @@ def _replay(policy, enabled, w) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _policy(name: str) -> Policy:
-    if name == "temporal-tuned":  # the shape the main job's sweep chooses: a few exits, cold level, EMA, resets
-        exits = ["b1", "b4", "b5", "b6"]
+    if name == "temporal-tuned":  # the main job's choice (trial 108): one hot slot, a cold level from b5, all three rules
+        exits = ["b1", "b5", "b6", "b7"]
         return Policy(name=name, kind="smtm", exits=exits,
-                      cache=CacheConfig(hot_size=11, cold_size=35, cold_from="b4", replacement="lru"),
-                      metric=MetricConfig(kind="temporal", thresholds={"b1": 0.90, "b4": 0.997, "b5": 0.997,
-                                                                       "b6": 0.998}),
-                      adaptation=AdaptationConfig(strategies=["ema", "scene-reset"], ema_alpha=0.4, miss_streak=5,
+                      cache=CacheConfig(hot_size=1, cold_size=54, cold_from="b5", replacement="lru"),
+                      metric=MetricConfig(kind="temporal", thresholds={"b1": 0.945, "b5": 0.995, "b6": 0.96, "b7": 0.9975}),
+                      adaptation=AdaptationConfig(strategies=["working-set", "ema", "scene-reset"], ema_alpha=0.3,
+                                                  window_s=9.2, min_hot=1, max_hot=16, miss_streak=6,
                                                   on_scene_change="shrink", keep=2))
     if name == "temporal-working-set":  # every exit, a small hot level that the working set resizes
         exits = list(shipped_device().exits)

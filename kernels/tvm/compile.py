@@ -125,7 +125,9 @@ class CompiledModel:
         cur = x
         vms: dict[int, Any] = {}
         for b in self.blocks:
-            vm = vms.setdefault(id(b.executable), b.vm(dev))
+            vm = vms.get(id(b.executable))
+            if vm is None:  # one VM per executable: the blocks share theirs
+                vm = vms[id(b.executable)] = b.vm(dev)
             cur = vm[b.function](tvm.runtime.tensor(np.ascontiguousarray(cur), dev)).numpy()
             outs[b.name] = cur
         if self.whole is not None:
