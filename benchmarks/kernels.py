@@ -126,7 +126,8 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
 # 2. Profile accuracy
 
 
-def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, compiled=None) -> None:  # noqa: ANN001
+def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run_trim: float,  # noqa: ANN001
+                     context_sample_ms: float, compiled=None) -> None:
     from kernels.tvm.compile import compile_model
     from kernels.tvm.measure import measure_model
     from kernels.tvm.rpc import open_session
@@ -137,7 +138,8 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, com
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             compiled = compile_model(model)
-    cfg = TimingConfig(warmup=5, repeats=repeats, sample_ms=sample_ms, trim=trim)
+    cfg = TimingConfig(warmup=5, repeats=repeats, sample_ms=sample_ms, trim=trim, run_trim=run_trim,
+                       context_sample_ms=context_sample_ms)
     with open_session("local", compiled.target) as s:
         m = measure_model(compiled, s, cfg, exits=(), progress=False)
     stats = {b: latency_stats(v, trim) for b, v in m.blocks.items()}
@@ -153,7 +155,8 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, com
     rows.append(["whole model", f"{whole['median_ms']:.4f}", f"{whole['p90_ms']:.4f}",
                  f"{latency_stats(m.whole, 0.0)['cv']:.1%}", f"{whole['cv']:.1%}", "", "", ""])
     timing = "in context" if m.in_context else "isolated"
-    _table(f"{name}: profile accuracy ({repeats} rounds, ~{sample_ms} ms per sample, slowest {trim:.0%} trimmed; "
+    _table(f"{name}: profile accuracy ({repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
+           f"slowest {run_trim:.0%} of the runs in a sample and slowest {trim:.0%} of the samples trimmed; "
            f"blocks {timing}, as the profile records them; isolated = time_evaluator, for comparison)",
            ["block", "median ms", "p90 ms", "CV raw", "CV trimmed", "<= 3%", "isolated median", "isolated CV"], rows)
     dev = total / whole["median_ms"] - 1
@@ -256,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default="1,2,3,4")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--sample-ms", type=float, default=4.0)
-    ap.add_argument("--trim", type=float, default=0.2)
+    ap.add_argument("--trim", type=float, default=0.2, help="slowest fraction of the samples dropped")
+    ap.add_argument("--run-trim", type=float, default=0.25, help="slowest fraction of the runs in a sample dropped")
+    ap.add_argument("--context-sample-ms", type=float, default=16.0, help="target duration of an in-context sample")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--folds", type=int, default=5)
     a = ap.parse_args(argv)
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             compiled[m] = tvm_vs_torch(m, a.repeats, a.sample_ms, a.threads)["compiled"]
     if "2" in sections:
         for m in models:
-            profile_accuracy(m, a.repeats, a.sample_ms, a.trim, compiled.get(m))
+            profile_accuracy(m, a.repeats, a.sample_ms, a.trim, a.run_trim, a.context_sample_ms, compiled.get(m))
     if "3" in sections:
         predictor_error(a.folds)
     if "4" in sections:

@@ -45,6 +45,7 @@ def _summary_line(p) -> str:  # noqa: ANN001
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Rounds run and discarded first.")
 @click.option("--sample-ms", type=click.FloatRange(min=0.01), default=4.0, show_default=True, help="Target duration of one sample (runs per sample are chosen to reach it).")
 @click.option("--trim", type=click.FloatRange(0.0, 0.5), default=0.2, show_default=True, help="Fraction of the slowest samples dropped before the statistics.")
+@click.option("--run-trim", type=click.FloatRange(0.0, 0.75), default=0.25, show_default=True, help="Fraction of the slowest runs (in-context passes) dropped inside each sample before it is averaged.")
 @click.option("--lookup-repeats", type=click.IntRange(min=1), default=15, show_default=True, help="Samples per cache size for the lookup table.")
 @click.option("--cv-warn", type=click.FloatRange(min=0.0), default=0.03, show_default=True, help="Warn when a block's coefficient of variation is above this.")
 @click.option("--power-model", default=None, metavar="NAME", help="Power model for energy when no counter is readable (see `profile power-models`).")
@@ -54,7 +55,8 @@ def _summary_line(p) -> str:  # noqa: ANN001
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def profile(ctx: click.Context, model_name: str | None, device: str, out: Path | None, target: str | None,
-            input_size: int | None, repeats: int, warmup: int, sample_ms: float, trim: float, lookup_repeats: int,
+            input_size: int | None, repeats: int, warmup: int, sample_ms: float, trim: float, run_trim: float,
+            lookup_repeats: int,
             cv_warn: float, power_model: str | None, dram_pj_per_byte: float | None, device_name: str | None,
             threads: int | None, no_progress: bool) -> None:
     """Time every block of a model (and the whole model, and the semantic lookup at each exit point for
@@ -86,8 +88,8 @@ def profile(ctx: click.Context, model_name: str | None, device: str, out: Path |
     if power_model is not None:
         get_power_model(power_model)
     model, encoders = load_profile_model(model_name, input_size)
-    cfg = TimingConfig(warmup=warmup, repeats=repeats, sample_ms=sample_ms, trim=trim, lookup_repeats=lookup_repeats,
-                       cv_warn=cv_warn)
+    cfg = TimingConfig(warmup=warmup, repeats=repeats, sample_ms=sample_ms, trim=trim, run_trim=run_trim,
+                       lookup_repeats=lookup_repeats, cv_warn=cv_warn)
     prof = profile_model(model, device, target=target, config=cfg, power_model=power_model,
                          dram_pj_per_byte=dram_pj_per_byte, encoders=encoders, device_name=device_name, threads=threads,
                          progress=not no_progress, warn=_warn, command=_command_line())

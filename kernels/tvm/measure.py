@@ -88,17 +88,17 @@ def measure_model(
         if vm is None:
             vm = vms[id(b.executable)] = session.load(b.executable, "model" if b.name == "model" else "blocks")
         x = rng.standard_normal(b.input_shape).astype(np.float32)
-        timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)], func=b.function)
-    numbers = {name: t.calibrate(config.sample_ms) for name, t in timers.items()}
+        timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)], func=b.function, run_trim=config.run_trim)
+    numbers = {name: t.calibrate(config.sample_ms, min_number=config.min_runs) for name, t in timers.items()}
     chain = None
     if context:
         x0 = session.tensor(rng.standard_normal(compiled.blocks[0].input_shape).astype(np.float32))
         fns = [vms[id(b.executable)][b.function] for b in compiled.blocks]
-        chain = ChainTimer(fns, x0, session.device)
-        chain.calibrate(config.sample_ms)
+        chain = ChainTimer(fns, x0, session.device, run_trim=config.run_trim)
+        chain.calibrate(config.context_sample_ms, min_passes=config.min_runs)
         calls, cur = {}, x0
         for b, f in zip(compiled.blocks, fns):
-            calls[b.name] = CallTimer(f, cur, numbers[b.name])
+            calls[b.name] = CallTimer(f, cur, numbers[b.name], run_trim=config.run_trim)
             cur = f(cur)
     ctx: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
     call_ms: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
@@ -136,8 +136,8 @@ def measure_model(
             lookup[e.name] = {}
             for n in lookup_entries:
                 li = LookupInputs.make(e.feature_shape, e.dims, int(n), seed=seed, encoder=e.encoder)
-                t = KernelTimer(vm, session.device, [session.tensor(a) for a in li.arrays()])
-                t.calibrate(config.lookup_sample_ms)
+                t = KernelTimer(vm, session.device, [session.tensor(a) for a in li.arrays()], run_trim=config.run_trim)
+                t.calibrate(config.lookup_sample_ms, min_number=config.min_runs)
                 bar.update(1)
                 vals = []
                 for _ in range(config.lookup_repeats):
