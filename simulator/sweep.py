@@ -30,6 +30,14 @@ from engram.fileio import json_safe
 from simulator.sweep_space import SPACE_VERSION, decode, param_names, start_params, suggest
 from simulator.workload import Workload
 
+# What a stored trial's metrics mean: bump it whenever a change to the simulator changes how a policy evaluates,
+# so that a stored study is not resumed with trials the current code would score differently (its key changes,
+# and the sweep refuses the old journal; the main job starts over). tests/fixtures/sweep_evaluation.json holds
+# trials evaluated by this version; the test that re-evaluates them fails until the two move together.
+#   1: until 2026-11-21
+#   2: a temporal chunk whose guess-and-verify passes ran out keeps the guesses it was decided with
+EVALUATION_VERSION = 2
+
 OBJECTIVES = ("mean_latency_ms", "active_energy_mj_per_frame", "accuracy_loss_pt")
 LOSS_BOUND_Z = 1.645  # one-sided 95% normal quantile for the bound on a trial's accuracy loss
 CONSTRAINTS = ("accuracy_loss", "memory", "deadline")
@@ -50,6 +58,7 @@ class SweepSettings:
         d = {k: v for k, v in asdict(self).items() if k != "trials"}
         d.update(inputs)
         d["space"] = SPACE_VERSION
+        d["evaluation"] = EVALUATION_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

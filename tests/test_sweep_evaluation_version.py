@@ -1,0 +1,56 @@
+"""A stored sweep is resumed only by code that scores its trials the same way: the trials in
+tests/fixtures/sweep_evaluation.json were evaluated by ``EVALUATION_VERSION``; re-evaluated now they must give the
+same metrics, or the version must move (and the fixture with it: ``ENGRAM_WRITE_SWEEP_FIXTURE=1`` rewrites it,
+and only for a new version)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from simulator.sweep import EVALUATION_VERSION, Context, SweepSettings, evaluate
+from simulator.sweep_space import start_params
+from simulator_helpers import shipped_calibration, shipped_device, shipped_workload
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sweep_evaluation.json"
+KEYS = ("mean_latency_ms", "accuracy", "accuracy_loss_pt", "accuracy_loss_bound_pt", "active_energy_mj_per_frame",
+        "cache_bytes")
+
+
+def _evaluate_all() -> list[dict]:
+    dev = shipped_device()
+    ctx = Context(dev, shipped_workload(), shipped_calibration(), SweepSettings())
+    out = []
+    for params in start_params(dev.exits):
+        m = evaluate(ctx, params)
+        out.append({"params": params, "metrics": {k: m[k] for k in KEYS}})
+    return out
+
+
+def test_stored_trials_score_the_same_as_their_evaluation_version_says():
+    stored = json.loads(FIXTURE.read_text())
+    now = _evaluate_all()
+    if os.environ.get("ENGRAM_WRITE_SWEEP_FIXTURE") == "1":
+        assert stored["evaluation_version"] < EVALUATION_VERSION, "bump EVALUATION_VERSION before rewriting the fixture"
+        FIXTURE.write_text(json.dumps({"evaluation_version": EVALUATION_VERSION, "trials": now}, indent=1) + "\n")
+        pytest.skip("fixture rewritten")
+    assert stored["evaluation_version"] == EVALUATION_VERSION, (
+        "EVALUATION_VERSION moved: rewrite the fixture with ENGRAM_WRITE_SWEEP_FIXTURE=1")
+    assert [t["params"] for t in stored["trials"]] == [t["params"] for t in now]
+    for s, n in zip(stored["trials"], now):
+        for k in KEYS:
+            assert n["metrics"][k] == pytest.approx(s["metrics"][k], rel=1e-9, abs=1e-12), (
+                f"{k} of {s['params']} changed: the simulator scores trials differently now; bump "
+                "simulator.sweep.EVALUATION_VERSION (stored studies would otherwise be resumed with stale trials)")
+
+
+def test_a_new_evaluation_version_is_another_study(monkeypatch):
+    import simulator.sweep as sweep
+
+    inputs = {"profile": "p", "trace": "t", "calibration": "c"}
+    before = SweepSettings().key(inputs)
+    monkeypatch.setattr(sweep, "EVALUATION_VERSION", EVALUATION_VERSION + 1)
+    assert SweepSettings().key(inputs) != before
