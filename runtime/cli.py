@@ -223,6 +223,10 @@ def _format_validation(r: dict) -> str:
                          f"({r['latency_error_now']:+.1%}); no cache {r['predicted_now_no_cache_mean_ms']:.3f} ms "
                          f"({r['no_cache_latency_error_now']:+.1%})"]
                         if "kernel_drift" in r else []),
+                      *([f"the runtime's lookups now {r['lookups_now_ms']:.4f} ms against {r['lookups_profiled_ms']:.4f} ms "
+                         f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries): "
+                         "the prediction at the current speed scales the decider's work by this"]
+                        if "lookup_drift" in r else []),
                       *([f"the blocks ran on {r['device']}: measured latencies are the host's clock around remote calls "
                          "and include the network's round trips"] if r.get("latency_includes_network") else [])])
 
@@ -283,7 +287,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from runtime.bundle import read_bundle
     from runtime.engine import Runtime
     from runtime.frames import render_recorded_frames
-    from runtime.overheads import at_current_speed, kernel_drift
+    from runtime.overheads import at_current_speed, kernel_drift, lookup_drift, probe_entries
     from simulator.device import from_profile
     from simulator.policy import Policy
     from simulator.run import simulate
@@ -337,12 +341,30 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             r.run(frames[:w], times[:w], new_video[:w])
         r.reset()
     profiled = [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names]
+    # The runtime's lookups are numpy, not kernels: their speed now is probed on its own, at the cache sizes the
+    # policy searches, when the profile has the runtime's lookup table to compare with.
+    rto, cache = profile.runtime, bundle.policy.cache
+    probe = None
+    if not blocks.remote and bundle.policy.kind == "smtm" and cache is not None and rto is not None \
+            and rto.lookup_ms is not None:
+        sizes = [cache.hot_size] + ([cache.hot_size + cache.cold_size] if cache.cold_size else [])
+        probe = dict(encoders=bundle.encoders, lookup_table=rto.lookup_ms, table_entries=rto.lookup_entries,
+                     probe_entries=probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled)
     if not blocks.remote:
         drift = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
+        ldrift = lookup_drift(blocks, ref.model, **probe) if probe else None
     log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk)
     report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
     if not blocks.remote:
         after = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
+        lookup_factor = None
+        if probe:
+            lafter = lookup_drift(blocks, ref.model, **probe)
+            report.update({"lookups_profiled_ms": ldrift["lookups_profiled_ms"],
+                           "lookups_now_ms": (ldrift["lookups_now_ms"] + lafter["lookups_now_ms"]) / 2,
+                           "lookup_drift": (ldrift["lookup_drift"] + lafter["lookup_drift"]) / 2,
+                           "lookup_probe_entries": probe["probe_entries"]})
+            lookup_factor = 1.0 + report["lookup_drift"]
         # The kernels timed now (before and after the runs) against the profile: a machine slower or faster now
         # than when it was profiled shows here, not as a fault of the cost model.
         report.update({"kernels_profiled_ms": drift["kernels_profiled_ms"],
@@ -354,7 +376,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         dispatch = profile.runtime.dispatch_ms if profile.runtime is not None else {}
         now_ms = np.asarray([float(np.mean(plain_log.block_ms[:, j])) - dispatch.get(b, 0.0)
                              for j, b in enumerate(profile.block_names)])
-        dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms)
+        dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms, lookup_factor)
         s_now = simulate(workload, dev_now, bundle.policy, with_oracle=False).metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
         report.update({

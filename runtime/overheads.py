@@ -70,6 +70,62 @@ def _lookup_decider(exits: Sequence[str], dims: Sequence[int], num_classes: int)
     return CacheDecider(pol, tuple(exits), tuple(exits), tuple(dims), num_classes)
 
 
+class LookupTimer:
+    """Times the runtime's lookup at every exit point for each of ``entries`` cached entries, in context: frames run
+    through every block, and at each exit point the runtime's read, encode, float16 rounding and search
+    (:meth:`runtime.smtm.CacheDecider.lookup`, calibrated metric, no match), as in a frame that finds no match (a
+    lookup repeated on its own, or right after only its own block, finds its encoder in cache and cost about a
+    third less on this machine)."""
+
+    def __init__(self, blocks, inputs: Sequence[Any], model, encoders: Mapping[str, Any],  # noqa: ANN001
+                 entries: Sequence[int], rng: np.random.Generator, exits: Sequence[str] | None = None) -> None:
+        from runtime.encoders import ExitEncoder
+
+        self.blocks, self.entries = blocks, [int(n) for n in entries]
+        self.exits = [e for e in model.exit_points if e in encoders and (exits is None or e in exits)]
+        self.encs = [e if isinstance(e, ExitEncoder) else ExitEncoder(x, np.asarray(e.mean, np.float32),
+                                                                       np.asarray(e.components, np.float32),
+                                                                       np.asarray(e.centres, np.float32))
+                     for x, e in ((x, encoders[x]) for x in self.exits)]
+        self.dims = [enc.dims for enc in self.encs]
+        self.dec = _lookup_decider(self.exits, self.dims, int(model.num_classes))
+        self.dmax = max(self.dims)
+        self.vec = np.zeros((len(self.exits), self.dmax), dtype=np.float32)
+        self.cts = []
+        for n in self.entries:
+            ct = rng.standard_normal((len(self.exits), self.dmax, n)).astype(np.float32)
+            self.cts.append(ct / np.linalg.norm(ct, axis=1, keepdims=True))
+        self.at_exit = {e: k for k, e in enumerate(self.exits)}
+        self.x_first = inputs[0]
+
+    def sample(self, calls: int) -> np.ndarray:
+        """Milliseconds, (entries, exits): per entry count the median of ``calls`` frames' lookups at each exit."""
+        from runtime.engine import SEARCH_DTYPE
+
+        dec, vec, encs, dims, to_numpy, pc = self.dec, self.vec, self.encs, self.dims, self.blocks.to_numpy, time.perf_counter
+        out = np.zeros((len(self.entries), len(self.exits)))
+        one = np.empty((calls, len(self.exits)))
+        for a, n in enumerate(self.entries):
+            dec.K, dec.n_hot, dec.slots = n, n, np.arange(n)
+            dec.cold_stage = [False] * len(self.exits)
+            dec.CT = self.cts[a]
+            for i in range(calls):
+                # In context, as in a frame that finds no match: every block in turn, and at each exit point the
+                # runtime's read, encode and search, so each lookup meets the caches the blocks before it left.
+                cur = self.x_first
+                for fn, e in zip(self.blocks.functions, self.blocks.names):
+                    cur = fn(cur)
+                    k = self.at_exit.get(e)
+                    if k is None:
+                        continue
+                    t0 = pc()
+                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
+                    dec.lookup(k, vec[k])
+                    one[i, k] = pc() - t0
+            out[a] = np.median(one, axis=0) * 1000.0
+        return out
+
+
 def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds: int = 15, calls: int = 200,  # noqa: ANN001
                       entries: Sequence[int] = ENTRIES, seed: int = 0, in_context: bool = True,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -79,8 +135,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     ``blocks``: a :class:`runtime.blocks.TvmBlocks` (default: compiled here with the shipped tuning records).
     ``in_context``: the profile's blocks were timed in context (else by ``time_evaluator``).
     """
-    from runtime.encoders import ExitEncoder
-    from runtime.engine import SEARCH_DTYPE, Runtime
+    from runtime.engine import Runtime
 
     say = progress or (lambda _msg: None)
     if blocks is None:
@@ -114,48 +169,14 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     frame_ms = round(max(0.0, float(np.median(over))), 6)
     # Lookup: read the exit block's output, encode, search K entries (as Runtime.step does at an exit).
     say("lookup")
-    exits = [e for e in model.exit_points if e in encoders]
-    encs = [e if isinstance(e, ExitEncoder) else ExitEncoder(x, np.asarray(e.mean, np.float32),
-                                                              np.asarray(e.components, np.float32),
-                                                              np.asarray(e.centres, np.float32))
-            for x, e in ((x, encoders[x]) for x in exits)]
-    dims = [enc.dims for enc in encs]
-    dec = _lookup_decider(exits, dims, int(model.num_classes))
-    dmax = max(dims)
-    vec = np.zeros((len(exits), dmax), dtype=np.float32)
+    lt = LookupTimer(blocks, inputs, model, encoders, entries, rng)
+    per_call = max(10, calls // rounds)
+    med = np.median([lt.sample(per_call) for _ in range(rounds)], axis=0)  # (entries, exits)
+    lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(lt.exits)}
+    exits, encs, dims, dmax, vec = lt.exits, lt.encs, lt.dims, lt.dmax, lt.vec
     ins = {n: (fn, x) for n, fn, x in zip(names, blocks.functions, inputs)}
     to_numpy = blocks.to_numpy
     pc = time.perf_counter
-    cts = []
-    for n in entries:
-        ct = rng.standard_normal((len(exits), dmax, int(n))).astype(np.float32)
-        cts.append(ct / np.linalg.norm(ct, axis=1, keepdims=True))
-    samples = np.zeros((rounds, len(entries), len(exits)))
-    per_call = max(10, calls // rounds)
-    at_exit = {e: k for k, e in enumerate(exits)}
-    x_first = ins[names[0]][1]
-    one = np.empty((per_call, len(exits)))
-    for r in range(rounds):
-        for a, n in enumerate(entries):
-            dec.K, dec.n_hot, dec.slots = int(n), int(n), np.arange(int(n))
-            dec.cold_stage = [False] * len(exits)
-            dec.CT = cts[a]
-            for i in range(per_call):
-                # In context, as in a frame that finds no match: every block in turn, and at each exit point the
-                # runtime's read, encode and search, so each lookup meets the caches the blocks before it left.
-                cur = x_first
-                for fn, e in zip(blocks.functions, names):
-                    cur = fn(cur)
-                    k = at_exit.get(e)
-                    if k is None:
-                        continue
-                    t0 = pc()
-                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
-                    dec.lookup(k, vec[k])
-                    one[i, k] = pc() - t0
-            samples[r, a] = np.median(one, axis=0) * 1000.0
-    med = np.median(samples, axis=0)  # (entries, exits)
-    lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(exits)}
     # Update: a confirmed frame (insert, or moving average of a present class) and the next frame's view refresh.
     say("update")
     dec = _lookup_decider(exits, dims, int(model.num_classes))
@@ -258,20 +279,48 @@ def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int =
             "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan")}
 
 
-def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float]):  # noqa: ANN001, ANN201
+def lookup_drift(blocks, model, encoders: Mapping[str, Any], lookup_table: Mapping[str, Sequence[float]],  # noqa: ANN001
+                 table_entries: Sequence[int], probe_entries: Sequence[int], exits: Sequence[str] | None = None,
+                 rounds: int = 3, calls: int = 40, seed: int = 0) -> dict[str, float]:
+    """The runtime's lookups timed now (:class:`LookupTimer`, at ``probe_entries``, which must be in the table, and
+    at the exit points ``exits``) against the profile's runtime lookup table: the numpy lookups' speed on a shared
+    machine swings with its phases independently of the kernels' (b1 against 16 entries measured 0.034-0.066 ms
+    in four runs within half an hour), so the kernels' drift does not say how fast they run now."""
+    rng = np.random.default_rng(seed)
+    inputs = _block_inputs(blocks, rng.random((1, *model.input_shape), dtype=np.float32))
+    lt = LookupTimer(blocks, inputs, model, encoders, probe_entries, rng, exits=exits)
+    now = np.median([lt.sample(calls) for _ in range(rounds)], axis=0)
+    idx = [list(table_entries).index(int(n)) for n in probe_entries]
+    then = np.array([[float(lookup_table[e][i]) for e in lt.exits] for i in idx])
+    return {"lookups_now_ms": float(now.sum()), "lookups_profiled_ms": float(then.sum()),
+            "lookup_drift": float(now.sum() / then.sum()) - 1.0 if then.sum() > 0 else float("nan")}
+
+
+def probe_entries(table_entries: Sequence[int], sizes: Sequence[int]) -> list[int]:
+    """The table's entry counts nearest (on a log scale) to each of the cache ``sizes`` a policy searches."""
+    table = np.asarray(list(table_entries), np.float64)
+    out = {int(table[int(np.argmin(np.abs(np.log(table) - np.log(max(1, s)))))]) for s in sizes}
+    return sorted(out)
+
+
+def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float],  # noqa: ANN001, ANN201
+                     lookup_factor: float | None = None):
     """``device`` (a simulator DeviceModel) at the machine's current speed: each block's profiled latency replaced
     by its time now, and the costs the profile measured beside the blocks (the runtime's dispatch and per-frame
     overhead, lookups, cache updates, hits) scaled by the blocks' overall ratio now/profiled, on the assumption
     that a slower or faster phase of a shared machine (frequency, other tenants) affects all of its work alike.
-    Energy stays as profiled."""
+    ``lookup_factor`` (the runtime's lookups now against the profile's, :func:`lookup_drift`) replaces that ratio
+    for the decider's numpy work: lookups, cache updates, hits and the temporal metric's drift. Energy stays as
+    profiled."""
     import dataclasses
 
     then = np.asarray(profiled_ms, np.float64)
     now = np.asarray(now_ms, np.float64)
     f = float(now.sum() / then.sum()) if then.sum() > 0 else 1.0
+    g = f if lookup_factor is None else float(lookup_factor)
     pc = device.processor(processor)
     procs = dict(device.processors)
     procs[pc.name] = dataclasses.replace(pc, block_ms=(pc.block_ms - then) * f + now)
-    return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * f, hit_ms=device.hit_ms * f,
-                               temporal_ms=device.temporal_ms * f,
-                               lookup_ms={e: v * f for e, v in device.lookup_ms.items()})
+    return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
+                               temporal_ms=device.temporal_ms * g,
+                               lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

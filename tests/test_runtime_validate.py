@@ -224,7 +224,7 @@ def test_validate_refuses_bad_input_in_one_line(bundle, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys):
+def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     out = tmp_path / "p.json"
     rc, stdout, err = _run(capsys, "profile", "runtime-overheads", str(PROFILE), "--out", str(out), "--rounds", "3",
                            "--calls", "30")
@@ -239,6 +239,20 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys):
     a, b = prof.to_json(), base.to_json()
     a.pop("runtime")
     assert a == b
+    # With the runtime's lookup table in the profile, validate probes the lookups' speed now at the cache sizes the
+    # policy searches (the smtm preset: 4 hot, 4 + 28 in all) and predicts at the current speed with it.
+    rc, stdout, err = _run(capsys, "validate", "--bundle", str(bundle), "--profile", str(out), "--trace", str(LABELS),
+                           "--frames", "30", "--warmup", "2", "--json")
+    assert rc == 0, err
+    r = json.loads(stdout)
+    assert r["lookup_probe_entries"] == [4, 32]
+    exits = json.loads((bundle / "bundle.json").read_text())["enabled_exits"]
+    table = dict(zip(prof.runtime.lookup_entries, zip(*(prof.runtime.lookup_ms[e] for e in exits))))
+    assert r["lookups_profiled_ms"] == pytest.approx(sum(table[4]) + sum(table[32]))
+    assert r["lookups_now_ms"] > 0 and math.isfinite(r["lookup_drift"])
+    from runtime.cli import _format_validation
+
+    assert "the runtime's lookups now" in _format_validation(r)
 
 
 def test_runtime_overheads_refuse_a_profile_not_made_here(capsys, tmp_path):
@@ -287,5 +301,22 @@ def test_prediction_at_current_speed_replaces_blocks_and_scales_the_rest():
     assert dev.temporal_ms == 0.003 and fast.temporal_ms == pytest.approx(dev.temporal_ms * f)
     for e in dev.lookup_ms:
         assert np.allclose(fast.lookup_ms[e], dev.lookup_ms[e] * f)
+    # The decider's numpy work at its own measured speed, the blocks' overheads still at the blocks'.
+    g = 0.7
+    own = at_current_speed(dev, None, then, now, lookup_factor=g)
+    assert np.allclose(own.processor(None).block_ms, now + overheads * f)
+    assert own.update_ms == pytest.approx(dev.update_ms * g) and own.hit_ms == pytest.approx(dev.hit_ms * g)
+    assert own.temporal_ms == pytest.approx(dev.temporal_ms * g)
+    for e in dev.lookup_ms:
+        assert np.allclose(own.lookup_ms[e], dev.lookup_ms[e] * g)
     same = at_current_speed(dev, None, then, then)
     assert np.allclose(same.processor(None).block_ms, pc.block_ms) and same.update_ms == pytest.approx(dev.update_ms)
+
+
+def test_lookup_probe_sizes_are_the_table_points_nearest_the_policys_cache():
+    from runtime.overheads import ENTRIES, probe_entries
+
+    assert probe_entries(ENTRIES, [1, 55]) == [1, 64]
+    assert probe_entries(ENTRIES, [3, 3]) == [4]  # log-nearest: 3 is nearer 4 than 2
+    assert probe_entries(ENTRIES, [4, 4 + 28]) == [4, 32]
+    assert probe_entries(ENTRIES, [2000]) == [1024]
