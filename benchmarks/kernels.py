@@ -61,7 +61,7 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
     import torch
 
     import tvm
-    from kernels.tvm.compile import compile_model
+    from kernels.tvm.compile import compile_model, vms_by_unit
     from kernels.tvm.timing import KernelTimer
 
     torch.set_num_threads(threads)
@@ -75,13 +75,12 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
     units = [*cm.blocks, cm.whole]
-    tvm_t, torch_f, xs, vms = {}, {}, {}, {}
+    tvm_t, torch_f, xs = {}, {}, {}
+    vms = vms_by_unit(units, lambda u: u.vm(dev))
     for u in units:
         x = rng.standard_normal(u.input_shape).astype(np.float32)
         xs[u.name] = torch.from_numpy(x)
-        vm = vms.get(id(u.executable))
-        if vm is None:  # one VM per executable: the blocks share theirs, as in the runtime
-            vm = vms[id(u.executable)] = u.vm(dev)
+        vm = vms[u.name]
         tvm_t[u.name] = KernelTimer(vm, dev, [tvm.runtime.tensor(x, dev)], func=u.function)
         tvm_t[u.name].calibrate(sample_ms)
         torch_f[u.name] = model if u.name == "model" else model.blocks[u.name]

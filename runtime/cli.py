@@ -350,32 +350,27 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         sizes = [cache.hot_size] + ([cache.hot_size + cache.cold_size] if cache.cold_size else [])
         probe = dict(encoders=bundle.encoders, lookup_table=rto.lookup_ms, table_entries=rto.lookup_entries,
                      probe_entries=probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled)
-    if not blocks.remote:
-        drift = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
-        ldrift = lookup_drift(blocks, ref.model, **probe) if probe else None
+    # Probes of the machine's speed now, before and after the runs (averaged): the kernels, timed as the profile
+    # timed them, and the lookups when probed. A machine slower or faster now than when it was profiled shows
+    # here, not as a fault of the cost model.
+    probes = [] if blocks.remote else [lambda: kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)]
+    if probe:
+        probes.append(lambda: lookup_drift(blocks, ref.model, **probe))
+    before = [p() for p in probes]
     log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk)
     report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
+    for b, a in zip(before, (p() for p in probes)):
+        report.update({k: (b[k] + a[k]) / 2 for k in b})
+    if probe:
+        report["lookup_probe_entries"] = probe["probe_entries"]
     if not blocks.remote:
-        after = kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)
-        lookup_factor = None
-        if probe:
-            lafter = lookup_drift(blocks, ref.model, **probe)
-            report.update({"lookups_profiled_ms": ldrift["lookups_profiled_ms"],
-                           "lookups_now_ms": (ldrift["lookups_now_ms"] + lafter["lookups_now_ms"]) / 2,
-                           "lookup_drift": (ldrift["lookup_drift"] + lafter["lookup_drift"]) / 2,
-                           "lookup_probe_entries": probe["probe_entries"]})
-            lookup_factor = 1.0 + report["lookup_drift"]
-        # The kernels timed now (before and after the runs) against the profile: a machine slower or faster now
-        # than when it was profiled shows here, not as a fault of the cost model.
-        report.update({"kernels_profiled_ms": drift["kernels_profiled_ms"],
-                       "kernels_now_ms": (drift["kernels_now_ms"] + after["kernels_now_ms"]) / 2,
-                       "kernel_drift": (drift["kernel_drift"] + after["kernel_drift"]) / 2})
         # The same prediction with each block as fast as it ran during these runs (the plain runs, interleaved with
         # the policy's chunk by chunk, less the dispatch the profile adds back): the cost model's own error, apart
         # from how fast the machine happens to be now.
         dispatch = profile.runtime.dispatch_ms if profile.runtime is not None else {}
         now_ms = np.asarray([float(np.mean(plain_log.block_ms[:, j])) - dispatch.get(b, 0.0)
                              for j, b in enumerate(profile.block_names)])
+        lookup_factor = 1.0 + report["lookup_drift"] if probe else None
         dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms, lookup_factor)
         s_now = simulate(workload, dev_now, bundle.policy, with_oracle=False).metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics

@@ -41,16 +41,6 @@ METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.en
           "CacheDecider.hit; temporal = CacheDecider.observe_drift")
 
 
-def _median_call_ms(fn: Callable[[], Any], calls: int) -> float:
-    pc = time.perf_counter
-    out = np.empty(calls)
-    for i in range(calls):
-        t0 = pc()
-        fn()
-        out[i] = pc() - t0
-    return float(np.median(out)) * 1000.0
-
-
 def _no_cache_bundle(model) -> Any:  # noqa: ANN001
     """What :class:`runtime.engine.Runtime` reads of a bundle, for a plain (no-cache) run of ``model``."""
     m = SimpleNamespace(blocks=list(model.blocks), input_shape=list(model.input_shape),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.exit_metric import LOGISTIC_METRICS
 from simulator.policy import AdaptationConfig, CacheConfig, MetricConfig, Policy
 
 SPACE_VERSION = 2  # 2: the temporal exit metric
@@ -22,7 +23,7 @@ SCENE_ACTIONS = ("shrink", "reset")
 def threshold(kind: str, u: float) -> float:
     """Map a level u in [0, 1] to the metric's threshold: calibrated or temporal probability 0.9..0.999
     (log-spaced in the error rate), cosine similarity 0.5..0.999, margin 0..0.5."""
-    if kind in ("calibrated", "temporal"):
+    if kind in LOGISTIC_METRICS:
         return 1.0 - 10.0 ** (-(1.0 + 2.0 * u))
     if kind == "cosine":
         return 0.5 + 0.499 * u

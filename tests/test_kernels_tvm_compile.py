@@ -149,3 +149,17 @@ def test_phone_and_adreno_code_generation(tmp_path, target):
         src = device_sources(b1.executable)["opencl"]
         assert "__kernel" in src
         assert (tmp_path / "blocks.cl").read_text() == src
+
+
+def test_one_vm_per_executable_shared_by_its_units():
+    from types import SimpleNamespace
+
+    from kernels.tvm.compile import vms_by_unit
+
+    blocks_exe, whole_exe = object(), object()
+    units = [SimpleNamespace(name=n, executable=blocks_exe) for n in ("stem", "b1", "head")]
+    units.append(SimpleNamespace(name="model", executable=whole_exe))
+    made = []
+    vms = vms_by_unit(units, lambda u: made.append(u.name) or f"vm-of-{u.name}")
+    assert made == ["stem", "model"]  # built once per executable, by its first unit
+    assert vms == {"stem": "vm-of-stem", "b1": "vm-of-stem", "head": "vm-of-stem", "model": "vm-of-model"}

@@ -94,6 +94,19 @@ class CompiledBlock:
         return relax.VirtualMachine(self.executable, device or tvm.cpu())
 
 
+def vms_by_unit(units, make) -> dict[str, Any]:  # noqa: ANN001
+    """Unit name -> VM, one VM per executable (``make(unit)`` builds it): the blocks share theirs, as in the
+    runtime, and the whole model has its own."""
+    made: dict[int, Any] = {}
+    out: dict[str, Any] = {}
+    for u in units:
+        key = id(u.executable)
+        if key not in made:
+            made[key] = make(u)
+        out[u.name] = made[key]
+    return out
+
+
 def block_function(index: int, name: str) -> str:
     """The executable's function name for block ``index`` (block names may hold characters a symbol cannot)."""
     return f"block{index}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
@@ -123,11 +136,9 @@ class CompiledModel:
         dev = tvm.cpu()
         outs: dict[str, np.ndarray] = {}
         cur = x
-        vms: dict[int, Any] = {}
+        vms = vms_by_unit(self.blocks, lambda b: b.vm(dev))
         for b in self.blocks:
-            vm = vms.get(id(b.executable))
-            if vm is None:  # one VM per executable: the blocks share theirs
-                vm = vms[id(b.executable)] = b.vm(dev)
+            vm = vms[b.name]
             cur = vm[b.function](tvm.runtime.tensor(np.ascontiguousarray(cur), dev)).numpy()
             outs[b.name] = cur
         if self.whole is not None:

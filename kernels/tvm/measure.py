@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kernels.tvm.compile import CompiledModel
+from kernels.tvm.compile import CompiledModel, vms_by_unit
 from kernels.tvm.counters import EnergyCounter
 from kernels.tvm.lookup import LookupInputs, compile_lookup
 from kernels.tvm.rpc import Session
@@ -82,18 +82,16 @@ def measure_model(
     context = (session.remote is None) if context is None else context
     units = list(compiled.blocks) + ([compiled.whole] if compiled.whole is not None else [])
     timers: dict[str, KernelTimer] = {}
-    vms: dict[int, Any] = {}  # one VM per executable: the blocks share theirs, as in the runtime
+    vms = vms_by_unit(units, lambda b: session.load(b.executable, "model" if b.name == "model" else "blocks"))
     for b in units:
-        vm = vms.get(id(b.executable))
-        if vm is None:
-            vm = vms[id(b.executable)] = session.load(b.executable, "model" if b.name == "model" else "blocks")
+        vm = vms[b.name]
         x = rng.standard_normal(b.input_shape).astype(np.float32)
         timers[b.name] = KernelTimer(vm, session.device, [session.tensor(x)], func=b.function, run_trim=config.run_trim)
     numbers = {name: t.calibrate(config.sample_ms, min_number=config.min_runs) for name, t in timers.items()}
     chain = None
     if context:
         x0 = session.tensor(rng.standard_normal(compiled.blocks[0].input_shape).astype(np.float32))
-        fns = [vms[id(b.executable)][b.function] for b in compiled.blocks]
+        fns = [vms[b.name][b.function] for b in compiled.blocks]
         chain = ChainTimer(fns, x0, session.device, run_trim=config.run_trim)
         chain.calibrate(config.context_sample_ms, min_passes=config.min_runs)
         calls, cur = {}, x0

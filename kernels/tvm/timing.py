@@ -27,10 +27,14 @@ DEFAULT_TRIM = 0.2
 DEFAULT_RUN_TRIM = 0.25
 
 
+def kept_count(n: int, trim: float) -> int:
+    """How many of ``n`` values are kept when the slowest ``trim`` fraction is dropped (at least one)."""
+    return max(1, int(math.ceil(n * (1.0 - trim))))
+
+
 def kept_mean(values: Any, run_trim: float = DEFAULT_RUN_TRIM) -> float:
-    """The mean of the fastest ``1 - run_trim`` of ``values`` (at least one)."""
-    a = np.sort(np.asarray(values, dtype=np.float64))
-    return float(a[:max(1, int(math.ceil(len(a) * (1.0 - run_trim))))].mean())
+    """The mean of the fastest ``1 - run_trim`` of ``values``."""
+    return float(trimmed(values, run_trim).mean())
 
 
 class KernelTimer:
@@ -62,8 +66,7 @@ class KernelTimer:
 
 def trimmed(samples: Sequence[float], trim: float = DEFAULT_TRIM) -> np.ndarray:
     a = np.sort(np.asarray(samples, dtype=np.float64))
-    keep = max(1, int(math.ceil(len(a) * (1.0 - trim))))
-    return a[:keep]
+    return a[:kept_count(len(a), trim)]
 
 
 def latency_stats(samples: Sequence[float], trim: float = DEFAULT_TRIM, digits: int = 6) -> dict[str, float | int]:
@@ -141,7 +144,7 @@ class ChainTimer:
         totals = np.empty(self.passes)
         for i in range(self.passes):
             per_block[i], totals[i] = self.run()
-        keep = np.argsort(totals, kind="stable")[:max(1, int(math.ceil(self.passes * (1.0 - self.run_trim))))]
+        keep = np.argsort(totals, kind="stable")[:kept_count(self.passes, self.run_trim)]
         return per_block[keep].mean(axis=0), float(totals[keep].mean())
 
 
