@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 import warnings
@@ -154,7 +153,9 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run
     rows.append(["whole model", f"{whole['median_ms']:.4f}", f"{whole['p90_ms']:.4f}",
                  f"{latency_stats(m.whole, 0.0)['cv']:.1%}", f"{whole['cv']:.1%}", "", "", ""])
     timing = "in context" if m.in_context else "isolated"
-    _table(f"{name}: profile accuracy ({repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
+    import tvm
+
+    _table(f"{name}: profile accuracy ({tvm.runtime.num_threads()} TVM threads, {repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
            f"slowest {run_trim:.0%} of the runs in a sample and slowest {trim:.0%} of the samples trimmed; "
            f"blocks {timing}, as the profile records them; isolated = time_evaluator, for comparison)",
            ["block", "median ms", "p90 ms", "CV raw", "CV trimmed", "<= 3%", "isolated median", "isolated CV"], rows)
@@ -261,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trim", type=float, default=0.2, help="slowest fraction of the samples dropped")
     ap.add_argument("--run-trim", type=float, default=0.25, help="slowest fraction of the runs in a sample dropped")
     ap.add_argument("--context-sample-ms", type=float, default=16.0, help="target duration of an in-context sample")
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--threads", type=int, default=None, help="TVM's and torch's threads (default: all cores)")
     ap.add_argument("--folds", type=int, default=5)
     a = ap.parse_args(argv)
-    os.environ.setdefault("TVM_NUM_THREADS", str(a.threads))
+    from kernels.tvm.threads import use_threads
+
+    a.threads = use_threads(a.threads)
     sections = {s.strip() for s in a.sections.split(",")}
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     t0 = time.time()

@@ -51,7 +51,9 @@ def _summary_line(p) -> str:  # noqa: ANN001
 @click.option("--power-model", default=None, metavar="NAME", help="Power model for energy when no counter is readable (see `profile power-models`).")
 @click.option("--dram-pj-per-byte", type=click.FloatRange(min=0.0), default=None, help="Override the power model's off-chip energy per byte.")
 @click.option("--device-name", default=None, help="Name to record for the device.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="TVM worker threads (sets TVM_NUM_THREADS; default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="TVM worker threads, recorded in the profile (locally: sets TVM_NUM_THREADS; default: all cores. "
+                   "Over RPC: the number the server was started with, TVM_NUM_THREADS in its environment).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def profile(ctx: click.Context, model_name: str | None, device: str, out: Path | None, target: str | None,
@@ -74,17 +76,16 @@ def profile(ctx: click.Context, model_name: str | None, device: str, out: Path |
         raise click.UsageError("--model and --out are required (or give a subcommand: import-nnmeter, import-csv, show, "
                                "runtime-overheads, "
                                "validate, power-models)")
-    import os
-
-    if threads is not None:
-        os.environ["TVM_NUM_THREADS"] = str(threads)
     from kernels.tvm.rpc import parse_device
     from kernels.tvm.timing import TimingConfig
     from profiles.format import write_profile
     from profiles.power import get_power_model
     from profiles.profiler import load_profile_model, profile_model
 
-    parse_device(device)  # a bad address fails before anything is compiled
+    if parse_device(device).kind == "local":  # a bad address fails before anything is compiled
+        from kernels.tvm.threads import use_threads
+
+        threads = use_threads(threads)
     if power_model is not None:
         get_power_model(power_model)
     model, encoders = load_profile_model(model_name, input_size)
@@ -262,9 +263,8 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
     per-frame drift. The block medians and everything else
     stay as they are; the simulator then predicts what the runtime measures (`run_sim.py validate`).
     """
-    import os
-
     from engram.errors import EngramError
+    from kernels.tvm.threads import use_threads
     from profiles.format import read_profile, write_profile
     from profiles.profiler import load_profile_model
     from runtime.overheads import measure_overheads, merge_overheads
@@ -273,9 +273,7 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
     if prof.device.kind != "local":
         raise EngramError(f"a {prof.device.kind} profile: runtime overheads are measured on this machine, for a local "
                           "profile made here", path=profile_path, field="device.kind")
-    n = threads or prof.device.threads
-    if n:
-        os.environ["TVM_NUM_THREADS"] = str(n)
+    use_threads(threads or prof.device.threads)
     model, encoders = load_profile_model(prof.model.name)
     prof.check_model(model)
     if not encoders:

@@ -201,6 +201,12 @@ def profile_model(
     spec = resolve_target(target)
     if addr.kind == "local" and not spec.runnable_locally:
         raise EngramError(f"target {spec.name} does not run on this machine; use --device rpc://HOST:PORT")
+    if addr.kind == "local":
+        from kernels.tvm.threads import use_threads
+
+        # What the kernels really run with (the pool cannot change once started in this process): the runtime
+        # runs with the profile's count.
+        threads = use_threads(threads)
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     blocks = static_blocks(model)
     dims = semantic_dims(model, encoders)
@@ -224,7 +230,7 @@ def profile_model(
     pm_name = power_model or DEVICE_DEFAULTS["local"]
     pm = get_power_model(pm_name, dram_pj_per_byte)
     proc = spec.kind
-    prof_blocks = []
+    prof_blocks, unsteady = [], False
     for b in blocks:
         st = latency_stats(m.blocks[b.name], config.trim)
         note = (f"in context (the blocks run in sequence, less the call overhead), {m.context_passes} passes per sample"
@@ -234,8 +240,13 @@ def profile_model(
         if st["cv"] > config.cv_warn:
             warn(f"block {b.name}: variation {st['cv']:.1%} is above {config.cv_warn:.0%} (median "
                  f"{st['median_ms']:.4f} ms); the machine was busy or the block is too short to time reliably")
+            unsteady = True
         energy = m.energy_mj[b.name] if m.energy_mj is not None else modelled_energy(b, st["median_ms"], pm)
         prof_blocks.append(block_profile(b, {proc: lat}, {proc: round(energy, 9)}))
+    if unsteady and addr.kind == "local" and threads > 1:
+        # Parallel kernels wait for their slowest thread: on a 2-vCPU VM whose host takes one vCPU away now and
+        # then, two threads ran the reference CNN at 0.53 or 0.97 ms by phase, one thread at 0.71-0.74 ms.
+        warn(f"{threads} threads: on a shared machine fewer (--threads) may time more steadily")
     whole = LatencyStats("measured", **latency_stats(m.whole, config.trim), note=f"{m.numbers['model']} runs per sample")
 
     lookup_exits = {}
@@ -256,13 +267,11 @@ def profile_model(
     desc = local_device_description() if addr.kind == "local" else {"cpu_model": None, "cores": None,
                                                                       "frequency_mhz": None, "os": None}
     name = device_name or ("local: " + (desc["cpu_model"] or platform.machine()) if addr.kind == "local" else addr.url)
-    threads_used = threads or (int(os.environ["TVM_NUM_THREADS"]) if os.environ.get("TVM_NUM_THREADS", "").isdigit()
-                               else (desc["cores"] if addr.kind == "local" else None))
     device_info = DeviceInfo(
         name=name, kind=addr.kind, runtime=f"TVM {tvm.__version__} Relax VM", processors=(Processor(proc, spec.kind, spec.name),),
         default_processor=proc, address=None if addr.kind == "local" else addr.url, cpu_model=desc["cpu_model"],
         cores=desc["cores"], frequency_mhz=desc["frequency_mhz"], os=desc["os"], tvm_version=tvm.__version__,
-        target=spec.to_json(), threads=threads_used)
+        target=spec.to_json(), threads=threads)
     tuning = {**compiled.records.to_json(), "tuned_kernels": sum(b.scheduled for b in compiled.blocks),
               "kernels": sum(b.kernels for b in compiled.blocks)}
     measurement = {"method": "measured: TVM time_evaluator on the device, blocks and whole model interleaved by round",

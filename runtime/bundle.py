@@ -81,6 +81,8 @@ class ProfileSection(_Strict):
     target: str | None = Field(None, description="The profile's compilation target name, if it has one.")
     processor: str = Field(..., description="Processor the policy runs the model on.")
     fingerprint: Fingerprint = Field(..., description="The profile's model fingerprint (equal to model.fingerprint).")
+    threads: int | None = Field(None, ge=1, description="TVM worker threads the profile's kernels were timed with; "
+                                "the runtime runs with as many (absent: not recorded, all cores).")
 
 
 class SourceFile(_Strict):
@@ -437,6 +439,7 @@ def export_bundle(policy: Policy | str | os.PathLike[str], profile_path: str | o
             "target": target,
             "processor": policy.processor or device.default_processor,
             "fingerprint": fp,
+            "threads": profile.device.threads,
         },
         "calibration": calib_info,
         "predicted": {"trace": trace_info, "metrics": metrics},

@@ -217,6 +217,8 @@ def _format_validation(r: dict) -> str:
     line = lambda c: "  ".join(s.ljust(w[0]) if k == 0 else s.rjust(w[k]) for k, s in enumerate(c))  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * x for x in w)), *(line(x) for x in rows),
                       f"decisions (exit point and answer) agree on {r['decisions_agree']:.2%} of the frames",
+                      *([f"TVM threads: {r['threads']} (the profile's: {r['profile_threads'] or 'not recorded'})"]
+                        if r.get("threads") else []),
                       *([f"kernels now {r['kernels_now_ms']:.3f} ms against {r['kernels_profiled_ms']:.3f} ms profiled "
                          f"({r['kernel_drift']:+.1%}): the machine's speed now, not the cost model",
                          f"at the blocks' speed during the runs the prediction is {r['predicted_now_mean_ms']:.3f} ms "
@@ -314,6 +316,15 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
                         "the prediction counts the kernels only")
     device = from_profile(profile)
     labels, cmap = _validate_frames(labels_path, mapping, seed, videos, max_frames)
+    threads = None
+    if session is None or session.remote is None:
+        from kernels.tvm.threads import use_threads
+
+        # The runtime runs with the thread count the profile was timed with (before anything starts TVM's pool).
+        threads = use_threads(profile.device.threads)
+        if profile.device.threads and threads != profile.device.threads:
+            warnings.append(f"TVM's thread pool already runs {threads} thread(s) in this process, the profile was "
+                            f"timed with {profile.device.threads}")
     for msg in warnings:  # once the inputs are known to be good
         click.echo(f"warning: {msg}", err=True)
 
@@ -379,7 +390,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,
             "predicted_now_no_cache_mean_ms": p_now["mean_latency_ms"],
             "no_cache_latency_error_now": report["measured_no_cache_mean_ms"] / p_now["mean_latency_ms"] - 1.0})
-    report.update({"device": device_url, "blocks": blocks.source, "latency_includes_network": blocks.remote})
+    report.update({"device": device_url, "blocks": blocks.source, "latency_includes_network": blocks.remote,
+                   "threads": threads, "profile_threads": profile.device.threads})
     report.update({"bundle": str(bundle_path), "trace": str(labels_path), "profile": str(profile_path),
                    "profile_has_runtime_overheads": profile.runtime is not None})
     if as_json:

@@ -227,10 +227,13 @@ class Runtime:
 
 
 def load_runtime(bundle_path, model, target=None) -> Runtime:  # noqa: ANN001
-    """Read a bundle for ``model`` (a BlockwiseModel), compile its blocks for this CPU and return the runtime."""
+    """Read a bundle for ``model`` (a BlockwiseModel), compile its blocks for this CPU and return the runtime, with
+    as many TVM threads as the bundle's profile was timed with (unless TVM's pool already runs in this process)."""
+    from kernels.tvm.threads import use_threads
     from runtime.blocks import compile_blocks
     from runtime.bundle import read_bundle
 
     bundle = read_bundle(bundle_path, model)
+    use_threads(bundle.manifest.profile.threads)
     blocks, _ = compile_blocks(model, target)
     return Runtime(bundle, blocks)

@@ -94,13 +94,13 @@ def test_import_csv_command(capsys, tmp_path):
 def test_profile_locally_end_to_end(tmp_path):
     out = tmp_path / "local.json"
     r = run_cli("profile", "--model", "reference", "--device", "local", "--out", str(out), "--repeats", "3", "--warmup",
-                "0", "--lookup-repeats", "1", "--sample-ms", "0.5", "--cv-warn", "100")
+                "0", "--lookup-repeats", "1", "--sample-ms", "0.5", "--cv-warn", "100", "--threads", "1")
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
     from profiles.format import read_profile
 
     p = read_profile(out)
-    assert p.device.kind == "local" and p.device.tvm_version
+    assert p.device.kind == "local" and p.device.tvm_version and p.device.threads == 1
     assert p.model.tuning and p.model.tuning["tuned_kernels"] == p.model.tuning["kernels"]
     assert p.memory.planned_activation_bytes < p.memory.pingpong_activation_bytes
     # A local device times the blocks in context and keeps the isolated timings beside them.

@@ -26,6 +26,7 @@ import pytest
 
 from conftest import export_default_bundle, run_main
 from engram.errors import EngramError, FormatError, MismatchError
+from profiles.format import read_profile
 from runtime.bundle import (
     ENCODERS_FILE, MANIFEST, SCHEMA_PATH, bundle_json_schema, export_bundle, read_bundle,
 )
@@ -281,6 +282,8 @@ def test_export_from_a_sweep_directory(capsys, tmp_path, reference_model, compil
     b = read_bundle(out, reference_model.model)
     assert b.policy.name == "plain" and b.manifest.encoders is None and b.manifest.files == {}
     assert b.manifest.profile.path == str(profile)
+    # The runtime runs with the threads the profile's kernels were timed with.
+    assert b.manifest.profile.threads == read_profile(profile).device.threads is not None
     inputs["sha256"]["profile"] = "0" * 64
     (sweep / "sweep.json").write_text(json.dumps({"inputs": inputs}))
     rc, _, err = _run(capsys, "export", "--from", str(sweep), "--out", str(tmp_path / "never"))

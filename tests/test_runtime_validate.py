@@ -182,6 +182,11 @@ def test_validate_predicted_against_measured(bundle, capsys):
     assert r["measured_no_cache_accuracy"] == r["predicted_no_cache_accuracy"]  # plain inference: the model's answers
     assert not r["profile_has_runtime_overheads"] and "runtime overheads" in err  # the shipped profile: kernels only
     assert math.isfinite(r["kernel_drift"]) and r["kernels_now_ms"] > 0
+    import tvm
+
+    # The runtime ran with the profile's thread count, or says which it had when the pool had already started.
+    assert r["threads"] == tvm.runtime.num_threads() and r["profile_threads"] == read_profile(PROFILE).device.threads
+    assert (r["threads"] == r["profile_threads"]) == ("thread pool already runs" not in err)
 
 
 def test_validate_refuses_bad_input_in_one_line(bundle, tmp_path, capsys):
