@@ -22,7 +22,8 @@ name                         built from
                              used at the closest frequency (2802 MHz; the SD888 X1 runs at up to 2841.6 MHz)
 ``sd8elite-prime``           Snapdragon 8 Elite (SM8750) Wattson policy 6 (Oryon prime) at 4377.6 MHz
 ``x86-server-assumed``       not from a curve (none is shipped for server CPUs): 2 cores of an AMD EPYC 9004
-                             at the TDP share 360 W / 96 cores = 3.75 W each, idle 25% of that (assumption)
+                             at the TDP share 360 W / 96 cores = 3.75 W each, idle 25% of that (assumption);
+                             a local profile scales it to the threads it ran with
 ===========================  ==================================================================================
 
 Phone models assume the kernels run single-threaded on the fastest core at its top frequency (the way
@@ -68,6 +69,16 @@ class PowerModel:
     def energy_mj(self, latency_ms: float, offchip_bytes: int | float = 0) -> float:
         """Energy of running for ``latency_ms`` and moving ``offchip_bytes`` to or from DRAM (mW x ms = uJ)."""
         return self.active_power_mw * latency_ms * 1e-3 + offchip_bytes * self.dram_pj_per_byte * 1e-9
+
+    def for_cores(self, n: int) -> "PowerModel":
+        """The same cores, ``n`` of them active (and idle) instead of ``cores_active``: power scaled per core (an
+        approximation: shared uncore power does not scale so)."""
+        if n == self.cores_active:
+            return self
+        k = n / self.cores_active
+        return replace(self, cores_active=n, active_power_mw=round(self.active_power_mw * k, 6),
+                       idle_power_mw=round(self.idle_power_mw * k, 6),
+                       description=f"{self.description}; scaled per core from {self.cores_active} to {n} active")
 
     def idle_energy_mj(self, idle_ms: float) -> float:
         return self.idle_power_mw * idle_ms * 1e-3

@@ -229,6 +229,8 @@ def profile_model(
 
     pm_name = power_model or DEVICE_DEFAULTS["local"]
     pm = get_power_model(pm_name, dram_pj_per_byte)
+    if threads:
+        pm = pm.for_cores(threads)  # as many cores busy as the kernels ran threads on
     proc = spec.kind
     prof_blocks, unsteady = [], False
     for b in blocks:

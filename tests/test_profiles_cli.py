@@ -101,6 +101,7 @@ def test_profile_locally_end_to_end(tmp_path):
 
     p = read_profile(out)
     assert p.device.kind == "local" and p.device.tvm_version and p.device.threads == 1
+    assert p.energy.models["cpu"].cores_active == 1  # the power model counts the cores the kernels ran on
     assert p.model.tuning and p.model.tuning["tuned_kernels"] == p.model.tuning["kernels"]
     assert p.memory.planned_activation_bytes < p.memory.pingpong_activation_bytes
     # A local device times the blocks in context and keeps the isolated timings beside them.

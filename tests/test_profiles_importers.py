@@ -265,3 +265,11 @@ def test_energy_formula():
     assert m.idle_energy_mj(10.0) == pytest.approx(1.2143)
     with pytest.raises(EngramError, match="unknown power model"):
         get_power_model("nope")
+
+
+def test_power_model_scales_per_active_core():
+    m = get_power_model("x86-server-assumed")
+    assert m.cores_active == 2 and m.for_cores(2) is m
+    one = m.for_cores(1)
+    assert (one.cores_active, one.active_power_mw, one.idle_power_mw) == (1, 3750.0, 937.5)  # 3.75 W per core
+    assert one.energy_mj(1.0) == pytest.approx(m.energy_mj(1.0) / 2) and "scaled per core" in one.description
