@@ -1,7 +1,11 @@
 """A stored sweep is resumed only by code that scores its trials the same way: the trials in
 tests/fixtures/sweep_evaluation.json were evaluated by ``EVALUATION_VERSION``; re-evaluated now they must give the
 same metrics, or the version must move (and the fixture with it: ``ENGRAM_WRITE_SWEEP_FIXTURE=1`` rewrites it,
-and only for a new version)."""
+and only for a new version).
+
+The inputs are pinned: the profile is a frozen copy (tests/fixtures/sweep_evaluation_profile.json, this machine's
+profile of 2026-11-22 01:27), so that re-measuring the shipped one does not look like a change of the simulator (a
+new profile is another study anyway: its hash is in the study key); the shipped traces' hashes are checked."""
 
 from __future__ import annotations
 
@@ -13,15 +17,20 @@ import pytest
 
 from simulator.sweep import EVALUATION_VERSION, Context, SweepSettings, evaluate
 from simulator.sweep_space import start_params
-from simulator_helpers import shipped_calibration, shipped_device, shipped_workload
+from engram.fingerprint import sha256_file
+from simulator_helpers import CALIBRATION, TRACE, shipped_calibration, shipped_workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_evaluation.json"
+PROFILE = Path(__file__).parent / "fixtures" / "sweep_evaluation_profile.json"
 KEYS = ("mean_latency_ms", "accuracy", "accuracy_loss_pt", "accuracy_loss_bound_pt", "active_energy_mj_per_frame",
         "cache_bytes")
 
 
 def _evaluate_all() -> list[dict]:
-    dev = shipped_device()
+    from profiles.format import read_profile
+    from simulator.device import from_profile
+
+    dev = from_profile(read_profile(PROFILE))
     ctx = Context(dev, shipped_workload(), shipped_calibration(), SweepSettings())
     out = []
     for params in start_params(dev.exits):
@@ -32,10 +41,14 @@ def _evaluate_all() -> list[dict]:
 
 def test_stored_trials_score_the_same_as_their_evaluation_version_says():
     stored = json.loads(FIXTURE.read_text())
+    traces = {"trace": sha256_file(TRACE), "calibration": sha256_file(CALIBRATION)}
+    assert stored.get("sha256", traces) == traces, (
+        "the shipped traces changed since the fixture was scored: pin copies of the old ones here, as the profile is")
     now = _evaluate_all()
     if os.environ.get("ENGRAM_WRITE_SWEEP_FIXTURE") == "1":
         assert stored["evaluation_version"] < EVALUATION_VERSION, "bump EVALUATION_VERSION before rewriting the fixture"
-        FIXTURE.write_text(json.dumps({"evaluation_version": EVALUATION_VERSION, "trials": now}, indent=1) + "\n")
+        FIXTURE.write_text(json.dumps({"evaluation_version": EVALUATION_VERSION, "sha256": traces, "trials": now},
+                                      indent=1) + "\n")
         pytest.skip("fixture rewritten")
     assert stored["evaluation_version"] == EVALUATION_VERSION, (
         "EVALUATION_VERSION moved: rewrite the fixture with ENGRAM_WRITE_SWEEP_FIXTURE=1")
