@@ -160,6 +160,25 @@ def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):
     return out
 
 
+def measured_components(log) -> dict[str, float]:  # noqa: ANN001
+    """Mean per frame of the runtime's blocks (the calls, with their dispatch, and the rest of the frame: copy-in,
+    answer), lookups (encode + search at every exit tried) and cache writes (an update after a miss, the
+    bookkeeping of a hit)."""
+    import numpy as np
+
+    lookups, updates = float(np.mean(log.lookup_ms)), float(np.mean(log.update_ms))
+    return {"blocks": float(np.mean(log.latency_ms)) - lookups - updates, "lookups": lookups, "updates": updates}
+
+
+def predicted_components(engine) -> dict[str, float]:  # noqa: ANN001
+    """The same parts as the simulator charged them (blocks with dispatch and the frame's overhead; lookups with the
+    temporal metric's drift; updates or hits)."""
+    import numpy as np
+
+    return {"blocks": float(np.mean(engine.compute_ms)), "lookups": float(np.mean(engine.lookup_ms)),
+            "updates": float(np.mean(engine.update_ms))}
+
+
 def validation_report(sim, plain_sim, log, plain_log, true_class) -> dict:
     """Predicted against measured (one JSON-able dict): mean and p99 latency, accuracy, exit histogram, speed-up."""
     import numpy as np
@@ -225,6 +244,9 @@ def _format_validation(r: dict) -> str:
                          f"({r['latency_error_now']:+.1%}); no cache {r['predicted_now_no_cache_mean_ms']:.3f} ms "
                          f"({r['no_cache_latency_error_now']:+.1%})"]
                         if "kernel_drift" in r else []),
+                      *(["per frame, measured against predicted at the current speed: " + ", ".join(
+                          f"{k} {r['components_ms']['measured'][k]:.4f} / {v:.4f} ms"
+                          for k, v in r["components_ms"]["predicted_now"].items())] if "components_ms" in r else []),
                       *([f"the runtime's lookups now {r['lookups_now_ms']:.4f} ms against {r['lookups_profiled_ms']:.4f} ms "
                          f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries): "
                          "the prediction at the current speed scales the decider's work by this"]
@@ -383,8 +405,11 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
                              for j, b in enumerate(profile.block_names)])
         lookup_factor = 1.0 + report["lookup_drift"] if probe else None
         dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms, lookup_factor)
-        s_now = simulate(workload, dev_now, bundle.policy, with_oracle=False).metrics
+        r_now = simulate(workload, dev_now, bundle.policy, with_oracle=False)
+        s_now = r_now.metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
+        # Where the error is: the policy's mean per frame by part, as the runtime timed it and as predicted now.
+        report["components_ms"] = {"measured": measured_components(log), "predicted_now": predicted_components(r_now.engine)}
         report.update({
             "predicted_now_mean_ms": s_now["mean_latency_ms"],
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,

@@ -30,3 +30,12 @@ def test_the_pool_runs_the_count_asked_for_and_keeps_it(first):
 def test_default_is_every_core_not_tvms_half():
     # TVM's own default on x86 is half the logical CPUs; ours is all that this process may use.
     assert _counts("import os; print(use_threads(), len(os.sched_getaffinity(0)))") == [len(os.sched_getaffinity(0))] * 2
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: nothing to pin to")
+def test_the_calling_thread_keeps_its_cpus():
+    # TVM pins the thread that starts its pool; threads started from it later (torch's) would inherit one CPU.
+    # (The child starts on every CPU: it would inherit a pinned parent's one.)
+    code = ("import os; os.sched_setaffinity(0, range(os.cpu_count())); a = os.sched_getaffinity(0); use_threads(1); "
+            "print(int(os.sched_getaffinity(0) == a))")
+    assert _counts(code) == [1]

@@ -182,6 +182,12 @@ def test_validate_predicted_against_measured(bundle, capsys):
     assert r["measured_no_cache_accuracy"] == r["predicted_no_cache_accuracy"]  # plain inference: the model's answers
     assert not r["profile_has_runtime_overheads"] and "runtime overheads" in err  # the shipped profile: kernels only
     assert math.isfinite(r["kernel_drift"]) and r["kernels_now_ms"] > 0
+    # The per-frame parts add up to the means they split (no queueing at these frame rates).
+    parts = r["components_ms"]
+    assert set(parts["measured"]) == set(parts["predicted_now"]) == {"blocks", "lookups", "updates"}
+    assert sum(parts["measured"].values()) == pytest.approx(r["measured_mean_ms"], rel=1e-9)
+    assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
+    assert parts["measured"]["lookups"] > 0 and parts["predicted_now"]["lookups"] > 0
     import tvm
 
     # The runtime ran with the profile's thread count, or says which it had when the pool had already started.
