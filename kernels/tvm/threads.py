@@ -31,7 +31,7 @@ def use_threads(n: int | None = None) -> int:
     cpus = os.sched_getaffinity(0)
     got = int(tvm.runtime.num_threads())
     # Starting the pool pins the calling thread to one CPU (with one TVM thread, to CPU 0), and every thread it
-    # starts later inherits that: torch's and BLAS's, which then share one CPU (the test suite ran 1.6 times
-    # slower so). Kernels ran as fast with the calling thread let go again (0.69-0.71 against 0.69-0.73 ms).
+    # starts later inherits that: torch's and BLAS's, which then share one CPU (the test suite took 15 min
+    # instead of 7 so). Kernels ran as fast with the calling thread let go again (0.69-0.71 against 0.69-0.73 ms).
     os.sched_setaffinity(0, cpus)
     return got
