@@ -82,10 +82,7 @@ def profile(ctx: click.Context, model_name: str | None, device: str, out: Path |
     from profiles.power import get_power_model
     from profiles.profiler import load_profile_model, profile_model
 
-    if parse_device(device).kind == "local":  # a bad address fails before anything is compiled
-        from kernels.tvm.threads import use_threads
-
-        threads = use_threads(threads)
+    parse_device(device)  # a bad address fails before anything is compiled
     if power_model is not None:
         get_power_model(power_model)
     model, encoders = load_profile_model(model_name, input_size)
