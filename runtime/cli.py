@@ -161,22 +161,25 @@ def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):
 
 
 def measured_components(log) -> dict[str, float]:  # noqa: ANN001
-    """Mean per frame of the runtime's blocks (the calls, with their dispatch, and the rest of the frame: copy-in,
-    answer), lookups (encode + search at every exit tried) and cache writes (an update after a miss, the
-    bookkeeping of a hit)."""
+    """Mean per frame of the runtime's blocks (the calls, with their dispatch), lookups (read, encode and search at
+    every exit tried), cache writes (an update after a miss, the bookkeeping of a hit) and the rest of the frame
+    (copy-in, the decider's per-frame start, the answer)."""
     import numpy as np
 
+    blocks = float(np.mean(log.block_ms.sum(axis=1)))
     lookups, updates = float(np.mean(log.lookup_ms)), float(np.mean(log.update_ms))
-    return {"blocks": float(np.mean(log.latency_ms)) - lookups - updates, "lookups": lookups, "updates": updates}
+    return {"blocks": blocks, "lookups": lookups, "updates": updates,
+            "frame": float(np.mean(log.latency_ms)) - blocks - lookups - updates}
 
 
-def predicted_components(engine) -> dict[str, float]:  # noqa: ANN001
-    """The same parts as the simulator charged them (blocks with dispatch and the frame's overhead; lookups with the
-    temporal metric's drift; updates or hits)."""
+def predicted_components(engine, frame_ms: float) -> dict[str, float]:  # noqa: ANN001
+    """The same parts as the simulator charged them: blocks with their dispatch, lookups with the temporal metric's
+    drift, updates or hits, and the profile's per-frame overhead ``frame_ms`` (charged with every frame's first
+    block)."""
     import numpy as np
 
-    return {"blocks": float(np.mean(engine.compute_ms)), "lookups": float(np.mean(engine.lookup_ms)),
-            "updates": float(np.mean(engine.update_ms))}
+    return {"blocks": float(np.mean(engine.compute_ms)) - frame_ms, "lookups": float(np.mean(engine.lookup_ms)),
+            "updates": float(np.mean(engine.update_ms)), "frame": frame_ms}
 
 
 def validation_report(sim, plain_sim, log, plain_log, true_class) -> dict:
@@ -409,7 +412,11 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         s_now = r_now.metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
         # Where the error is: the policy's mean per frame by part, as the runtime timed it and as predicted now.
-        report["components_ms"] = {"measured": measured_components(log), "predicted_now": predicted_components(r_now.engine)}
+        # The per-frame overhead as at_current_speed charges it: scaled with the blocks.
+        report["blocks_now_factor"] = float(now_ms.sum() / np.sum(profiled))
+        frame_ms = float(profile.runtime.frame_ms) * report["blocks_now_factor"] if profile.runtime is not None else 0.0
+        report["components_ms"] = {"measured": measured_components(log),
+                                   "predicted_now": predicted_components(r_now.engine, frame_ms)}
         report.update({
             "predicted_now_mean_ms": s_now["mean_latency_ms"],
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,

@@ -184,10 +184,11 @@ def test_validate_predicted_against_measured(bundle, capsys):
     assert math.isfinite(r["kernel_drift"]) and r["kernels_now_ms"] > 0
     # The per-frame parts add up to the means they split (no queueing at these frame rates).
     parts = r["components_ms"]
-    assert set(parts["measured"]) == set(parts["predicted_now"]) == {"blocks", "lookups", "updates"}
+    assert set(parts["measured"]) == set(parts["predicted_now"]) == {"blocks", "lookups", "updates", "frame"}
     assert sum(parts["measured"].values()) == pytest.approx(r["measured_mean_ms"], rel=1e-9)
     assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     assert parts["measured"]["lookups"] > 0 and parts["predicted_now"]["lookups"] > 0
+    assert parts["predicted_now"]["frame"] == 0.0 < parts["measured"]["frame"]  # the shipped profile prices none
     import tvm
 
     # The runtime ran with the profile's thread count, or says which it had when the pool had already started.
@@ -261,6 +262,11 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     table = dict(zip(prof.runtime.lookup_entries, zip(*(prof.runtime.lookup_ms[e] for e in exits))))
     assert r["lookups_profiled_ms"] == pytest.approx(sum(table[4]) + sum(table[32]))
     assert r["lookups_now_ms"] > 0 and math.isfinite(r["lookup_drift"])
+    # The per-frame overhead is predicted as the section measured it, at the blocks' speed during the runs.
+    parts = r["components_ms"]
+    assert parts["predicted_now"]["frame"] == pytest.approx(prof.runtime.frame_ms * r["blocks_now_factor"], rel=1e-9)
+    assert parts["predicted_now"]["frame"] > 0
+    assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     from runtime.cli import _format_validation
 
     assert "the runtime's lookups now" in _format_validation(r)
