@@ -4,7 +4,7 @@ same metrics, or the version must move (and the fixture with it: ``ENGRAM_WRITE_
 and only for a new version).
 
 The inputs are pinned: the profile is a frozen copy (tests/fixtures/sweep_evaluation_profile.json, this machine's
-profile of 2026-11-22 01:27), so that re-measuring the shipped one does not look like a change of the simulator (a
+profile of 2026-11-22 01:24), so that re-measuring the shipped one does not look like a change of the simulator (a
 new profile is another study anyway: its hash is in the study key); the shipped traces' hashes are checked."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from engram.fingerprint import sha256_file
 from simulator.sweep import EVALUATION_VERSION, Context, SweepSettings, evaluate
 from simulator.sweep_space import start_params
-from engram.fingerprint import sha256_file
 from simulator_helpers import CALIBRATION, TRACE, shipped_calibration, shipped_workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_evaluation.json"
@@ -42,7 +42,7 @@ def _evaluate_all() -> list[dict]:
 def test_stored_trials_score_the_same_as_their_evaluation_version_says():
     stored = json.loads(FIXTURE.read_text())
     traces = {"trace": sha256_file(TRACE), "calibration": sha256_file(CALIBRATION)}
-    assert stored.get("sha256", traces) == traces, (
+    assert stored["sha256"] == traces, (
         "the shipped traces changed since the fixture was scored: pin copies of the old ones here, as the profile is")
     now = _evaluate_all()
     if os.environ.get("ENGRAM_WRITE_SWEEP_FIXTURE") == "1":
