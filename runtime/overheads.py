@@ -60,15 +60,19 @@ def _lookup_decider(exits: Sequence[str], dims: Sequence[int], num_classes: int)
     return CacheDecider(pol, tuple(exits), tuple(exits), tuple(dims), num_classes)
 
 
+FRAMES = 8  # distinct inputs the lookup timer cycles through
+
+
 class LookupTimer:
     """Times the runtime's lookup at every exit point for each of ``entries`` cached entries, in context: frames run
     through every block, and at each exit point the runtime's read, encode, float16 rounding and search
     (:meth:`runtime.smtm.CacheDecider.lookup`, calibrated metric, no match), as in a frame that finds no match (a
     lookup repeated on its own, or right after only its own block, finds its encoder in cache and cost about a
-    third less on this machine)."""
+    third less on this machine). Every frame is a new input, as the runtime's are: with one input repeated, b1's
+    lookup cost 37 us against 45 us with a new frame each time (medians of 12 alternating rounds, 2026-11-22)."""
 
-    def __init__(self, blocks, inputs: Sequence[Any], model, encoders: Mapping[str, Any],  # noqa: ANN001
-                 entries: Sequence[int], rng: np.random.Generator, exits: Sequence[str] | None = None) -> None:
+    def __init__(self, blocks, model, encoders: Mapping[str, Any], entries: Sequence[int],  # noqa: ANN001
+                 rng: np.random.Generator, exits: Sequence[str] | None = None) -> None:
         from runtime.encoders import ExitEncoder
 
         self.blocks, self.entries = blocks, [int(n) for n in entries]
@@ -86,7 +90,8 @@ class LookupTimer:
             ct = rng.standard_normal((len(self.exits), self.dmax, n)).astype(np.float32)
             self.cts.append(ct / np.linalg.norm(ct, axis=1, keepdims=True))
         self.at_exit = {e: k for k, e in enumerate(self.exits)}
-        self.x_first = inputs[0]
+        self.frames = rng.random((FRAMES, *model.input_shape), dtype=np.float32)
+        self._next = 0
 
     def sample(self, calls: int) -> np.ndarray:
         """Milliseconds, (entries, exits): per entry count the median of ``calls`` frames' lookups at each exit."""
@@ -102,7 +107,8 @@ class LookupTimer:
             for i in range(calls):
                 # In context, as in a frame that finds no match: every block in turn, and at each exit point the
                 # runtime's read, encode and search, so each lookup meets the caches the blocks before it left.
-                cur = self.x_first
+                cur = self.blocks.input(self.frames[self._next % FRAMES][None])
+                self._next += 1
                 for fn, e in zip(self.blocks.functions, self.blocks.names):
                     cur = fn(cur)
                     k = self.at_exit.get(e)
@@ -159,7 +165,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     frame_ms = round(max(0.0, float(np.median(over))), 6)
     # Lookup: read the exit block's output, encode, search K entries (as Runtime.step does at an exit).
     say("lookup")
-    lt = LookupTimer(blocks, inputs, model, encoders, entries, rng)
+    lt = LookupTimer(blocks, model, encoders, entries, rng)
     per_call = max(10, calls // rounds)
     med = np.median([lt.sample(per_call) for _ in range(rounds)], axis=0)  # (entries, exits)
     lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(lt.exits)}
@@ -276,9 +282,7 @@ def lookup_drift(blocks, model, encoders: Mapping[str, Any], lookup_table: Mappi
     at the exit points ``exits``) against the profile's runtime lookup table: the numpy lookups' speed on a shared
     machine swings with its phases independently of the kernels' (b1 against 16 entries measured 0.034-0.066 ms
     in four runs within half an hour), so the kernels' drift does not say how fast they run now."""
-    rng = np.random.default_rng(seed)
-    inputs = _block_inputs(blocks, rng.random((1, *model.input_shape), dtype=np.float32))
-    lt = LookupTimer(blocks, inputs, model, encoders, probe_entries, rng, exits=exits)
+    lt = LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng(seed), exits=exits)
     now = np.median([lt.sample(calls) for _ in range(rounds)], axis=0)
     idx = [list(table_entries).index(int(n)) for n in probe_entries]
     then = np.array([[float(lookup_table[e][i]) for e in lt.exits] for i in idx])

@@ -507,3 +507,27 @@ assert not any(m.split(".")[0] in ("torch", "simpy") for m in sys.modules)
     rt = Runtime(read_bundle(bundle_path, None), compiled[0])
     log = rt.run(frames[:k], sub.arrival_s[:k], sub.new_video[:k])
     assert np.array_equal(got, np.stack([log.exit_index, log.answer, log.level.astype(np.int64)]))
+
+
+def test_lookup_timer_runs_a_new_frame_each_time(compiled, reference_model):
+    # The runtime's frames are new each time, and a repeated one made b1's lookup look 20% cheaper.
+    from runtime.overheads import FRAMES, LookupTimer
+
+    blocks = compiled[0]
+    seen = []
+
+    class Counting:
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(blocks, name)
+
+        def input(self, x):  # noqa: ANN001, ANN201
+            seen.append(np.asarray(x).copy())
+            return blocks.input(x)
+
+    encoders = {e: reference_model.encoders[e] for e in ("b1", "b6")}
+    lt = LookupTimer(Counting(), reference_model.model, encoders, [4], np.random.default_rng(0), exits=["b1", "b6"])
+    out = lt.sample(FRAMES + 2)
+    assert out.shape == (1, 2) and (out > 0).all()
+    assert len(seen) == FRAMES + 2
+    assert len({x.tobytes() for x in seen}) == FRAMES  # cycled through every frame, none twice in a row
+    assert all(not np.array_equal(a, b) for a, b in zip(seen, seen[1:]))
