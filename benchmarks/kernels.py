@@ -125,7 +125,7 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
 
 
 def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run_trim: float,  # noqa: ANN001
-                     context_sample_ms: float, compiled=None) -> None:
+                     context_sample_ms: float, threads: int, compiled=None) -> None:
     from kernels.tvm.compile import compile_model
     from kernels.tvm.measure import measure_model
     from kernels.tvm.rpc import open_session
@@ -153,9 +153,7 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run
     rows.append(["whole model", f"{whole['median_ms']:.4f}", f"{whole['p90_ms']:.4f}",
                  f"{latency_stats(m.whole, 0.0)['cv']:.1%}", f"{whole['cv']:.1%}", "", "", ""])
     timing = "in context" if m.in_context else "isolated"
-    import tvm
-
-    _table(f"{name}: profile accuracy ({tvm.runtime.num_threads()} TVM threads, {repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
+    _table(f"{name}: profile accuracy ({threads} TVM threads, {repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
            f"slowest {run_trim:.0%} of the runs in a sample and slowest {trim:.0%} of the samples trimmed; "
            f"blocks {timing}, as the profile records them; isolated = time_evaluator, for comparison)",
            ["block", "median ms", "p90 ms", "CV raw", "CV trimmed", "<= 3%", "isolated median", "isolated CV"], rows)
@@ -277,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             compiled[m] = tvm_vs_torch(m, a.repeats, a.sample_ms, a.threads)["compiled"]
     if "2" in sections:
         for m in models:
-            profile_accuracy(m, a.repeats, a.sample_ms, a.trim, a.run_trim, a.context_sample_ms, compiled.get(m))
+            profile_accuracy(m, a.repeats, a.sample_ms, a.trim, a.run_trim, a.context_sample_ms, a.threads,
+                             compiled.get(m))
     if "3" in sections:
         predictor_error(a.folds)
     if "4" in sections:

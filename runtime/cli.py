@@ -314,7 +314,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from runtime.bundle import read_bundle
     from runtime.engine import Runtime
     from runtime.frames import render_recorded_frames
-    from runtime.overheads import at_current_speed, kernel_drift, lookup_drift, probe_entries
+    from runtime.overheads import at_current_speed, kernel_drift, lookup_drift, probe_entries, speed_factor
     from simulator.device import from_profile
     from simulator.policy import Policy
     from simulator.run import simulate
@@ -413,7 +413,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
         # Where the error is: the policy's mean per frame by part, as the runtime timed it and as predicted now.
         # The per-frame overhead as at_current_speed charges it: scaled with the blocks.
-        report["blocks_now_factor"] = float(now_ms.sum() / np.sum(profiled))
+        report["blocks_now_factor"] = speed_factor(profiled, now_ms)
         frame_ms = float(profile.runtime.frame_ms) * report["blocks_now_factor"] if profile.runtime is not None else 0.0
         report["components_ms"] = {"measured": measured_components(log),
                                    "predicted_now": predicted_components(r_now.engine, frame_ms)}

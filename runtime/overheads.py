@@ -243,21 +243,25 @@ def _block_inputs(blocks, x0: np.ndarray) -> list:  # noqa: ANN001
     return inputs
 
 
-def _block_timer(blocks, inputs, in_context: bool) -> Callable[[], np.ndarray]:  # noqa: ANN001
-    """One sample of every block's milliseconds, timed the way a profile times them: in context (the blocks in
-    sequence from the first one's input, less each block's Python-level call overhead, as
-    :func:`kernels.tvm.measure.measure_model` defines it) or each on its own by ``time_evaluator``."""
-    from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, call_overhead_ms
+def _block_timer(blocks, inputs, in_context: bool, config=None) -> Callable[[], np.ndarray]:  # noqa: ANN001
+    """One sample of every block's milliseconds, timed the way a profile times them (``config``: the profiler's
+    :class:`kernels.tvm.timing.TimingConfig`, default its defaults: sample lengths, runs per sample, the slowest
+    runs dropped): in context (the blocks in sequence from the first one's input, less each block's Python-level
+    call overhead, as :func:`kernels.tvm.measure.measure_model` defines it) or each on its own by
+    ``time_evaluator``."""
+    from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig, call_overhead_ms
 
-    timers = [KernelTimer(blocks.vm, blocks.device, [x], func=f) for f, x in zip(blocks.function_names, inputs)]
+    cfg = config or TimingConfig()
+    timers = [KernelTimer(blocks.vm, blocks.device, [x], func=f, run_trim=cfg.run_trim)
+              for f, x in zip(blocks.function_names, inputs)]
     for t in timers:
-        t.calibrate(1.0)
+        t.calibrate(cfg.sample_ms, min_number=cfg.min_runs)
     if not in_context:
         return lambda: np.array([t.sample_ms() for t in timers])
-    calls = [CallTimer(fn, x, t.number) for fn, x, t in zip(blocks.functions, inputs, timers)]
+    calls = [CallTimer(fn, x, t.number, run_trim=cfg.run_trim) for fn, x, t in zip(blocks.functions, inputs, timers)]
     over = np.array([call_overhead_ms([c.sample_ms() - t.sample_ms() for _ in range(5)]) for c, t in zip(calls, timers)])
-    chain = ChainTimer(blocks.functions, inputs[0], blocks.device)
-    chain.calibrate(1.0)
+    chain = ChainTimer(blocks.functions, inputs[0], blocks.device, run_trim=cfg.run_trim)
+    chain.calibrate(cfg.context_sample_ms, min_passes=cfg.min_runs)
     return lambda: chain.sample_ms()[0] - over
 
 
@@ -297,6 +301,12 @@ def probe_entries(table_entries: Sequence[int], sizes: Sequence[int]) -> list[in
     return sorted(out)
 
 
+def speed_factor(profiled_ms: Sequence[float], now_ms: Sequence[float]) -> float:
+    """How much slower (> 1) or faster the blocks run now than profiled, all together."""
+    then = float(np.sum(profiled_ms))
+    return float(np.sum(now_ms)) / then if then > 0 else 1.0
+
+
 def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float],  # noqa: ANN001, ANN201
                      lookup_factor: float | None = None):
     """``device`` (a simulator DeviceModel) at the machine's current speed: each block's profiled latency replaced
@@ -310,7 +320,7 @@ def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float]
 
     then = np.asarray(profiled_ms, np.float64)
     now = np.asarray(now_ms, np.float64)
-    f = float(now.sum() / then.sum()) if then.sum() > 0 else 1.0
+    f = speed_factor(then, now)
     g = f if lookup_factor is None else float(lookup_factor)
     pc = device.processor(processor)
     procs = dict(device.processors)

@@ -531,3 +531,33 @@ def test_lookup_timer_runs_a_new_frame_each_time(compiled, reference_model):
     assert len(seen) == FRAMES + 2
     assert len({x.tobytes() for x in seen}) == FRAMES  # cycled through every frame, none twice in a row
     assert all(not np.array_equal(a, b) for a, b in zip(seen, seen[1:]))
+
+
+def test_block_probe_times_as_the_profiler_does(compiled, reference_model):
+    # validate's kernel probe and runtime-overheads' reference must take samples as the profile did: at least
+    # min_runs passes in context, the slowest dropped (a 1 ms sample of two passes trimmed nothing).
+    from kernels.tvm.timing import TimingConfig
+    from runtime.overheads import _block_inputs, _block_timer
+
+    blocks = compiled[0]
+    counts = [0]
+
+    def counting(fn):
+        def f(x):
+            counts[0] += 1
+            return fn(x)
+        return f
+
+    class Counting:
+        functions = [counting(fn) for fn in blocks.functions]
+
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(blocks, name)
+
+    inputs = _block_inputs(blocks, np.zeros((1, *reference_model.model.input_shape), np.float32))
+    cfg = TimingConfig(sample_ms=0.01, context_sample_ms=0.01, min_runs=9)
+    sample = _block_timer(Counting(), inputs, True, cfg)
+    counts[0] = 0
+    ms = sample()
+    assert counts[0] == 9 * len(blocks.functions)  # min_runs passes, every block in each
+    assert ms.shape == (len(blocks.functions),) and np.isfinite(ms).all()

@@ -326,6 +326,9 @@ def test_prediction_at_current_speed_replaces_blocks_and_scales_the_rest():
     assert own.temporal_ms == pytest.approx(dev.temporal_ms * g)
     for e in dev.lookup_ms:
         assert np.allclose(own.lookup_ms[e], dev.lookup_ms[e] * g)
+    from runtime.overheads import speed_factor
+
+    assert speed_factor(then, now) == pytest.approx(f) and speed_factor([0.0, 0.0], [1.0, 2.0]) == 1.0
     same = at_current_speed(dev, None, then, then)
     assert np.allclose(same.processor(None).block_ms, pc.block_ms) and same.update_ms == pytest.approx(dev.update_ms)
 
