@@ -139,9 +139,9 @@ def _validate_frames(labels_path: Path, mapping: str, seed: int, videos: str | N
     return labels.pick(wanted, max_frames, labels_path, "run"), cmap
 
 
-def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):
+def _interleaved_runs(runtimes, frames, times, new_video, chunk: int, between=None):
     """Run the same frames through several runtimes, ``chunk`` frames at a time each in turn (so that a change in
-    the machine's load affects them alike); one RunLog per runtime."""
+    the machine's load affects them alike), calling ``between()`` after each turn; one RunLog per runtime."""
     import numpy as np
 
     from runtime.engine import RunLog
@@ -151,6 +151,8 @@ def _interleaved_runs(runtimes, frames, times, new_video, chunk: int):
         b = min(len(frames), a + chunk)
         for k, rt in enumerate(runtimes):
             logs[k].append(rt.run(frames[a:b], times[a:b], new_video[a:b]))
+        if between is not None:
+            between()
     out = []
     for parts in logs:
         first = parts[0]
@@ -170,6 +172,13 @@ def measured_components(log) -> dict[str, float]:  # noqa: ANN001
     lookups, updates = float(np.mean(log.lookup_ms)), float(np.mean(log.update_ms))
     return {"blocks": blocks, "lookups": lookups, "updates": updates,
             "frame": float(np.mean(log.latency_ms)) - blocks - lookups - updates}
+
+
+def ran_block_means(log) -> dict[str, float]:  # noqa: ANN001
+    """Each block's mean call time over the frames that ran it (a block the policy never reached is left out)."""
+
+    ran = log.block_ms > 0
+    return {b: float(log.block_ms[ran[:, j], j].mean()) for j, b in enumerate(log.blocks) if ran[:, j].any()}
 
 
 def predicted_components(engine, frame_ms: float) -> dict[str, float]:  # noqa: ANN001
@@ -243,16 +252,19 @@ def _format_validation(r: dict) -> str:
                         if r.get("threads") else []),
                       *([f"kernels now {r['kernels_now_ms']:.3f} ms against {r['kernels_profiled_ms']:.3f} ms profiled "
                          f"({r['kernel_drift']:+.1%}): the machine's speed now, not the cost model",
-                         f"at the blocks' speed during the runs the prediction is {r['predicted_now_mean_ms']:.3f} ms "
+                         f"with each part priced as it ran during the runs the prediction is {r['predicted_now_mean_ms']:.3f} ms "
                          f"({r['latency_error_now']:+.1%}); no cache {r['predicted_now_no_cache_mean_ms']:.3f} ms "
-                         f"({r['no_cache_latency_error_now']:+.1%})"]
+                         f"({r['no_cache_latency_error_now']:+.1%}, its own runs' prices: a check of the accounting)"]
                         if "kernel_drift" in r else []),
+                      *([f"the runtime's per-frame overhead now {r['frame_now_ms']:.4f} ms against {r['frame_profiled_ms']:.4f} ms "
+                         "profiled"] if "frame_now_ms" in r else []),
                       *(["per frame, measured against predicted at the current speed: " + ", ".join(
                           f"{k} {r['components_ms']['measured'][k]:.4f} / {v:.4f} ms"
                           for k, v in r["components_ms"]["predicted_now"].items())] if "components_ms" in r else []),
                       *([f"the runtime's lookups now {r['lookups_now_ms']:.4f} ms against {r['lookups_profiled_ms']:.4f} ms "
                          f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries): "
-                         "the prediction at the current speed scales the decider's work by this"]
+                         f"({r['lookup_probe_samples']} probes between the runs' chunks): the prediction at the current "
+                         "speed scales the decider's work by this"]
                         if "lookup_drift" in r else []),
                       *([f"the blocks ran on {r['device']}: measured latencies are the host's clock around remote calls "
                          "and include the network's round trips"] if r.get("latency_includes_network") else [])])
@@ -314,7 +326,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from runtime.bundle import read_bundle
     from runtime.engine import Runtime
     from runtime.frames import render_recorded_frames
-    from runtime.overheads import at_current_speed, kernel_drift, lookup_drift, probe_entries, speed_factor
+    from runtime.overheads import LookupProbe, at_current_speed, kernel_drift, probe_entries, speed_factor
     from simulator.device import from_profile
     from simulator.policy import Policy
     from simulator.run import simulate
@@ -377,46 +389,51 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             r.run(frames[:w], times[:w], new_video[:w])
         r.reset()
     profiled = [profile.latency_ms(b, bundle.policy.processor) for b in profile.block_names]
-    # The runtime's lookups are numpy, not kernels: their speed now is probed on its own, at the cache sizes the
-    # policy searches, when the profile has the runtime's lookup table to compare with.
+    # The runtime's lookups are numpy, not kernels: their speed is probed on their own, at the cache sizes the policy
+    # searches, between the chunks of the runs, when the profile has the runtime's lookup table to compare with.
     rto, cache = profile.runtime, bundle.policy.cache
     probe = None
     if not blocks.remote and bundle.policy.kind == "smtm" and cache is not None and rto is not None \
             and rto.lookup_ms is not None:
         sizes = [cache.hot_size] + ([cache.hot_size + cache.cold_size] if cache.cold_size else [])
-        probe = dict(encoders=bundle.encoders, lookup_table=rto.lookup_ms, table_entries=rto.lookup_entries,
-                     probe_entries=probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled)
-    # Probes of the machine's speed now, before and after the runs (averaged): the kernels, timed as the profile
-    # timed them, and the lookups when probed. A machine slower or faster now than when it was profiled shows
-    # here, not as a fault of the cost model.
-    probes = [] if blocks.remote else [lambda: kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context)]
-    if probe:
-        probes.append(lambda: lookup_drift(blocks, ref.model, **probe))
-    before = [p() for p in probes]
-    log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk)
+        probe = LookupProbe(blocks, ref.model, bundle.encoders, rto.lookup_ms, rto.lookup_entries,
+                            probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled)
+    # The kernels timed as the profile timed them, before and after the runs (averaged): a machine slower or
+    # faster now than when it was profiled shows here, not as a fault of the cost model.
+    drift = None if blocks.remote else (lambda: kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context))
+    before = drift() if drift else None
+    log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk,
+                                       between=probe.sample if probe else None)
     report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
-    for b, a in zip(before, (p() for p in probes)):
-        report.update({k: (b[k] + a[k]) / 2 for k in b})
+    if drift:
+        after = drift()
+        report.update({k: (before[k] + after[k]) / 2 for k in before})
     if probe:
-        report["lookup_probe_entries"] = probe["probe_entries"]
+        report.update(probe.result())
+        report["lookup_probe_entries"] = [int(n) for n in probe.timer.entries]
     if not blocks.remote:
-        # The same prediction with each block as fast as it ran during these runs (the plain runs, interleaved with
-        # the policy's chunk by chunk, less the dispatch the profile adds back): the cost model's own error, apart
-        # from how fast the machine happens to be now.
-        dispatch = profile.runtime.dispatch_ms if profile.runtime is not None else {}
-        now_ms = np.asarray([float(np.mean(plain_log.block_ms[:, j])) - dispatch.get(b, 0.0)
-                             for j, b in enumerate(profile.block_names)])
-        lookup_factor = 1.0 + report["lookup_drift"] if probe else None
-        dev_now = at_current_speed(device, bundle.policy.processor, profiled, now_ms, lookup_factor)
+        # The same prediction with every part of the runtime priced at what it cost during these runs: each block's
+        # call and the per-frame overhead as the no-cache runs, interleaved with the policy's chunk by chunk, paid
+        # them; the decider's work at the probe's speed (else the kernels'). What is left is the cost model's own
+        # error (which parts the policy pays for, how often, at which cache sizes), apart from how fast the machine
+        # happens to run each kind of work now. The no-cache prediction is then the no-cache measurement by
+        # construction (a check of the accounting: it differs only by queueing).
+        dispatch = rto.dispatch_ms if rto is not None else {}
+        calls_now = plain_log.block_ms.mean(axis=0)
+        kernels_now = np.asarray([c - dispatch.get(b, 0.0) for c, b in zip(calls_now, profile.block_names)])
+        report["blocks_now_factor"] = speed_factor(profiled, kernels_now)
+        frame_now = float(np.mean(plain_log.latency_ms - plain_log.block_ms.sum(axis=1))) if rto is not None else None
+        if frame_now is not None:
+            report.update({"frame_now_ms": frame_now, "frame_profiled_ms": float(rto.frame_ms)})
+        factor = 1.0 + report["lookup_drift"] if probe else report["blocks_now_factor"]
+        dev_now = at_current_speed(device, bundle.policy.processor, calls_now, frame_now, factor)
         r_now = simulate(workload, dev_now, bundle.policy, with_oracle=False)
         s_now = r_now.metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics
         # Where the error is: the policy's mean per frame by part, as the runtime timed it and as predicted now.
-        # The per-frame overhead as at_current_speed charges it: scaled with the blocks.
-        report["blocks_now_factor"] = speed_factor(profiled, now_ms)
-        frame_ms = float(profile.runtime.frame_ms) * report["blocks_now_factor"] if profile.runtime is not None else 0.0
+        report["block_calls_ms"] = {"policy": ran_block_means(log), "no_cache": ran_block_means(plain_log)}
         report["components_ms"] = {"measured": measured_components(log),
-                                   "predicted_now": predicted_components(r_now.engine, frame_ms)}
+                                   "predicted_now": predicted_components(r_now.engine, frame_now or 0.0)}
         report.update({
             "predicted_now_mean_ms": s_now["mean_latency_ms"],
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,

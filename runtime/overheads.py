@@ -279,19 +279,33 @@ def kernel_drift(blocks, model, profile_block_ms: Sequence[float], rounds: int =
             "kernel_drift": float(np.sum(now)) / then - 1.0 if then else float("nan")}
 
 
-def lookup_drift(blocks, model, encoders: Mapping[str, Any], lookup_table: Mapping[str, Sequence[float]],  # noqa: ANN001
+class LookupProbe:
+    """The runtime's lookups timed now (:class:`LookupTimer`, at ``probe_entries``, which must be in the table, and at
+    the exit points ``exits``) against the profile's runtime lookup table, one short sample at a time so that
+    :func:`runtime.cli.validate_cmd` can take them between the chunks of its runs: the numpy lookups' speed on a
+    shared machine swings with its phases independently of the kernels' (b1 against 16 entries measured
+    0.034-0.066 ms in four runs within half an hour), and a probe before and after the runs missed what the runs
+    in between paid."""
+
+    def __init__(self, blocks, model, encoders: Mapping[str, Any], lookup_table: Mapping[str, Sequence[float]],  # noqa: ANN001
                  table_entries: Sequence[int], probe_entries: Sequence[int], exits: Sequence[str] | None = None,
-                 rounds: int = 3, calls: int = 40, seed: int = 0) -> dict[str, float]:
-    """The runtime's lookups timed now (:class:`LookupTimer`, at ``probe_entries``, which must be in the table, and
-    at the exit points ``exits``) against the profile's runtime lookup table: the numpy lookups' speed on a shared
-    machine swings with its phases independently of the kernels' (b1 against 16 entries measured 0.034-0.066 ms
-    in four runs within half an hour), so the kernels' drift does not say how fast they run now."""
-    lt = LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng(seed), exits=exits)
-    now = np.median([lt.sample(calls) for _ in range(rounds)], axis=0)
-    idx = [list(table_entries).index(int(n)) for n in probe_entries]
-    then = np.array([[float(lookup_table[e][i]) for e in lt.exits] for i in idx])
-    return {"lookups_now_ms": float(now.sum()), "lookups_profiled_ms": float(then.sum()),
-            "lookup_drift": float(now.sum() / then.sum()) - 1.0 if then.sum() > 0 else float("nan")}
+                 calls: int = 20, seed: int = 0) -> None:
+        self.timer = LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng(seed), exits=exits)
+        idx = [list(table_entries).index(int(n)) for n in probe_entries]
+        self.then = np.array([[float(lookup_table[e][i]) for e in self.timer.exits] for i in idx])
+        self.calls = int(calls)
+        self.samples: list[np.ndarray] = []
+
+    def sample(self) -> None:
+        self.samples.append(self.timer.sample(self.calls))
+
+    def result(self) -> dict[str, float]:
+        """The median of the samples so far (at least one is taken) against the table."""
+        if not self.samples:
+            self.sample()
+        now, then = float(np.median(self.samples, axis=0).sum()), float(self.then.sum())
+        return {"lookups_now_ms": now, "lookups_profiled_ms": then, "lookup_probe_samples": len(self.samples),
+                "lookup_drift": now / then - 1.0 if then > 0 else float("nan")}
 
 
 def probe_entries(table_entries: Sequence[int], sizes: Sequence[int]) -> list[int]:
@@ -307,24 +321,25 @@ def speed_factor(profiled_ms: Sequence[float], now_ms: Sequence[float]) -> float
     return float(np.sum(now_ms)) / then if then > 0 else 1.0
 
 
-def at_current_speed(device, processor: str | None, profiled_ms: Sequence[float], now_ms: Sequence[float],  # noqa: ANN001, ANN201
-                     lookup_factor: float | None = None):
-    """``device`` (a simulator DeviceModel) at the machine's current speed: each block's profiled latency replaced
-    by its time now, and the costs the profile measured beside the blocks (the runtime's dispatch and per-frame
-    overhead, lookups, cache updates, hits) scaled by the blocks' overall ratio now/profiled, on the assumption
-    that a slower or faster phase of a shared machine (frequency, other tenants) affects all of its work alike.
-    ``lookup_factor`` (the runtime's lookups now against the profile's, :func:`lookup_drift`) replaces that ratio
-    for the decider's numpy work: lookups, cache updates, hits and the temporal metric's drift. Energy stays as
-    profiled."""
+def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], frame_ms: float | None,  # noqa: ANN001, ANN201
+                     decider_factor: float = 1.0):
+    """``device`` (a simulator DeviceModel) at the speed the machine ran the runtime's parts during a validation:
+    each block costs ``calls_ms`` (the runtime's call of it, kernels and dispatch, as timed in the no-cache runs
+    interleaved with the policy's), the first block also ``frame_ms`` (those runs' per-frame overhead beside their
+    calls; ``None`` where the profile models none), and the decider's numpy work (lookups, cache updates, hits, the
+    temporal metric's drift) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
+    else the kernels'). A phase of a shared machine does not slow its parts alike: in one slow phase
+    (2026-11-22) the kernels ran 1.47x their profiled time, the runtime's per-frame overhead 0.9x and its
+    lookups 1.2x. Energy stays as profiled."""
     import dataclasses
 
-    then = np.asarray(profiled_ms, np.float64)
-    now = np.asarray(now_ms, np.float64)
-    f = speed_factor(then, now)
-    g = f if lookup_factor is None else float(lookup_factor)
+    ms = np.array(calls_ms, dtype=np.float64)
+    if frame_ms is not None:
+        ms[0] += float(frame_ms)
+    g = float(decider_factor)
     pc = device.processor(processor)
     procs = dict(device.processors)
-    procs[pc.name] = dataclasses.replace(pc, block_ms=(pc.block_ms - then) * f + now)
+    procs[pc.name] = dataclasses.replace(pc, block_ms=ms)
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

@@ -189,6 +189,13 @@ def test_validate_predicted_against_measured(bundle, capsys):
     assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     assert parts["measured"]["lookups"] > 0 and parts["predicted_now"]["lookups"] > 0
     assert parts["predicted_now"]["frame"] == 0.0 < parts["measured"]["frame"]  # the shipped profile prices none
+    assert "frame_now_ms" not in r
+    # Each block's call as the runs paid it: plain inference ran them all, the policy only those before its exits.
+    calls = r["block_calls_ms"]
+    names = list(read_profile(PROFILE).block_names)
+    assert list(calls["no_cache"]) == names and set(calls["policy"]) <= set(names)
+    assert all(v > 0 for d in calls.values() for v in d.values())
+    assert names[0] in calls["policy"]  # every frame runs the first block
     import tvm
 
     # The runtime ran with the profile's thread count, or says which it had when the pool had already started.
@@ -254,7 +261,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     # With the runtime's lookup table in the profile, validate probes the lookups' speed now at the cache sizes the
     # policy searches (the smtm preset: 4 hot, 4 + 28 in all) and predicts at the current speed with it.
     rc, stdout, err = _run(capsys, "validate", "--bundle", str(bundle), "--profile", str(out), "--trace", str(LABELS),
-                           "--frames", "30", "--warmup", "2", "--json")
+                           "--frames", "30", "--warmup", "2", "--chunk", "10", "--json")
     assert rc == 0, err
     r = json.loads(stdout)
     assert r["lookup_probe_entries"] == [4, 32]
@@ -262,10 +269,13 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     table = dict(zip(prof.runtime.lookup_entries, zip(*(prof.runtime.lookup_ms[e] for e in exits))))
     assert r["lookups_profiled_ms"] == pytest.approx(sum(table[4]) + sum(table[32]))
     assert r["lookups_now_ms"] > 0 and math.isfinite(r["lookup_drift"])
-    # The per-frame overhead is predicted as the section measured it, at the blocks' speed during the runs.
+    # One probe after each turn of the chunks (30 frames, chunks of 10: three turns).
+    assert r["lookup_probe_samples"] == 3
+    # At the current speed the per-frame overhead is the no-cache runs', and the no-cache prediction is those runs.
     parts = r["components_ms"]
-    assert parts["predicted_now"]["frame"] == pytest.approx(prof.runtime.frame_ms * r["blocks_now_factor"], rel=1e-9)
-    assert parts["predicted_now"]["frame"] > 0
+    assert r["frame_profiled_ms"] == prof.runtime.frame_ms and r["frame_now_ms"] > 0
+    assert parts["predicted_now"]["frame"] == pytest.approx(r["frame_now_ms"], rel=1e-9)
+    assert r["predicted_now_no_cache_mean_ms"] == pytest.approx(r["measured_no_cache_mean_ms"], rel=1e-6)
     assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     from runtime.cli import _format_validation
 
@@ -298,39 +308,32 @@ def test_validate_through_rpc(bundle, rpc_server, capsys):
     assert "include the network's round trips" in _format_validation(r)
 
 
-def test_prediction_at_current_speed_replaces_blocks_and_scales_the_rest():
-    from runtime.overheads import at_current_speed
+def test_prediction_at_current_speed_prices_each_part_as_it_ran():
+    from runtime.overheads import at_current_speed, speed_factor
 
     prof = profile_from_json(_with_runtime(_profile_json()))
     dev = from_profile(prof)
     pc = dev.processor(None)
     then = np.array([prof.latency_ms(b) for b in prof.block_names])
-    now = then * 1.5
-    now[0] = then[0] * 3.0  # one block slowed more than the others
-    f = now.sum() / then.sum()
-    fast = at_current_speed(dev, None, then, now)
-    q = fast.processor(None)
-    overheads = pc.block_ms - then  # dispatch per block, the frame overhead on the first
-    assert np.allclose(overheads, [0.06] + [0.01] * (len(then) - 1))
-    assert np.allclose(q.block_ms, now + overheads * f)
-    assert np.array_equal(q.block_mj, pc.block_mj)  # energy as profiled
-    assert fast.update_ms == pytest.approx(dev.update_ms * f) and fast.hit_ms == pytest.approx(dev.hit_ms * f)
-    assert dev.temporal_ms == 0.003 and fast.temporal_ms == pytest.approx(dev.temporal_ms * f)
-    for e in dev.lookup_ms:
-        assert np.allclose(fast.lookup_ms[e], dev.lookup_ms[e] * f)
-    # The decider's numpy work at its own measured speed, the blocks' overheads still at the blocks'.
+    calls = then * 1.5 + 0.02
+    calls[0] = then[0] * 3.0  # one block slowed more than the others
     g = 0.7
-    own = at_current_speed(dev, None, then, now, lookup_factor=g)
-    assert np.allclose(own.processor(None).block_ms, now + overheads * f)
-    assert own.update_ms == pytest.approx(dev.update_ms * g) and own.hit_ms == pytest.approx(dev.hit_ms * g)
-    assert own.temporal_ms == pytest.approx(dev.temporal_ms * g)
+    now = at_current_speed(dev, None, calls, 0.08, g)
+    q = now.processor(None)
+    # Every block at its call's price now; the frame overhead now with the first block (every frame runs it).
+    assert np.allclose(q.block_ms, calls + np.eye(len(calls))[0] * 0.08)
+    assert np.array_equal(q.block_mj, pc.block_mj)  # energy as profiled
+    # The decider's numpy work at its own measured speed.
+    assert now.update_ms == pytest.approx(dev.update_ms * g) and now.hit_ms == pytest.approx(dev.hit_ms * g)
+    assert dev.temporal_ms == 0.003 and now.temporal_ms == pytest.approx(dev.temporal_ms * g)
     for e in dev.lookup_ms:
-        assert np.allclose(own.lookup_ms[e], dev.lookup_ms[e] * g)
-    from runtime.overheads import speed_factor
-
-    assert speed_factor(then, now) == pytest.approx(f) and speed_factor([0.0, 0.0], [1.0, 2.0]) == 1.0
-    same = at_current_speed(dev, None, then, then)
+        assert np.allclose(now.lookup_ms[e], dev.lookup_ms[e] * g)
+    # No frame overhead modelled: none added.
+    assert np.allclose(at_current_speed(dev, None, calls, None).processor(None).block_ms, calls)
+    # At the profile's own prices nothing changes.
+    same = at_current_speed(dev, None, pc.block_ms - np.eye(len(calls))[0] * 0.05, 0.05)
     assert np.allclose(same.processor(None).block_ms, pc.block_ms) and same.update_ms == pytest.approx(dev.update_ms)
+    assert speed_factor(then, calls) == pytest.approx(calls.sum() / then.sum()) and speed_factor([0.0, 0.0], [1.0, 2.0]) == 1.0
 
 
 def test_lookup_probe_sizes_are_the_table_points_nearest_the_policys_cache():
