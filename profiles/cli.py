@@ -283,7 +283,8 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
     click.echo(f"runtime overheads: frame {section['frame_ms']:.4f} ms, dispatch "
                f"{sum(section['dispatch_ms'].values()):.4f} ms over {len(section['dispatch_ms'])} blocks, lookup "
                f"{min(v[0] for v in look.values()):.4f}-{max(v[-1] for v in look.values()):.4f} ms, update "
-               f"{section['update_ms']:.4f} ms")
+               f"{section['update_ms']:.4f} ms, a cold block up to "
+               f"{max(max(v) for d in section['cold']['after_exit'].values() for v in d.values()):.4f} ms")
     click.echo(f"wrote {written}")
 
 

@@ -224,6 +224,8 @@ class RuntimeOverheads:
     lookup_ms: Mapping[str, tuple[float, ...]] | None = None
     created: str | None = None
     temporal_ms: float | None = None  # the temporal exit metric's drift, per frame
+    cold_gaps: tuple[int, ...] | None = None  # frames since a block last ran
+    cold_ms: Mapping[str, Mapping[str, tuple[float, ...]]] | None = None  # exit -> block after it -> extra ms per gap
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
@@ -235,16 +237,21 @@ class RuntimeOverheads:
                     "lookup": None if self.lookup_ms is None else {
                         "entries": list(self.lookup_entries or ()),
                         "exits": {k: list(v) for k, v in self.lookup_ms.items()}}})
+        if self.cold_ms is not None:
+            out["cold"] = {"gaps": list(self.cold_gaps or ()),
+                           "after_exit": {e: {b: list(v) for b, v in d.items()} for e, d in self.cold_ms.items()}}
         return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "RuntimeOverheads":
-        look = obj.get("lookup")
+        look, cold = obj.get("lookup"), obj.get("cold")
         return cls(obj["source"], obj["method"], obj["processor"], float(obj["frame_ms"]),
                    {k: float(v) for k, v in obj["dispatch_ms"].items()}, obj.get("update_ms"), obj.get("hit_ms"),
                    None if look is None else tuple(look["entries"]),
                    None if look is None else {k: tuple(v) for k, v in look["exits"].items()}, obj.get("created"),
-                   obj.get("temporal_ms"))
+                   obj.get("temporal_ms"), None if cold is None else tuple(int(g) for g in cold["gaps"]),
+                   None if cold is None else {e: {b: tuple(float(x) for x in v) for b, v in d.items()}
+                                              for e, d in cold["after_exit"].items()})
 
 
 @dataclass(frozen=True)
@@ -699,6 +706,22 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
                 if len(ys) != len(xs) or not all(_num_ok(v) for v in ys):
                     raise FormatError(f"needs {len(xs)} finite values, one per entry", path=path,
                                       field=f"runtime.lookup.exits.{e}")
+        cold = rt.get("cold")
+        if cold is not None:
+            gaps = list(cold["gaps"])
+            if any(b <= a for a, b in zip(gaps, gaps[1:])):
+                raise FormatError("gaps must increase", path=path, field="runtime.cold.gaps")
+            for e, per_block in cold["after_exit"].items():
+                if e not in exits:
+                    raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.cold.after_exit.{e}")
+                after = names[names.index(e) + 1:]
+                if sorted(per_block) != sorted(after):
+                    raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path,
+                                      field=f"runtime.cold.after_exit.{e}")
+                for b, ys in per_block.items():
+                    if len(ys) != len(gaps) or not all(_num_ok(v) for v in ys):
+                        raise FormatError(f"needs {len(gaps)} finite values, one per gap", path=path,
+                                          field=f"runtime.cold.after_exit.{e}.{b}")
 
     mem = obj["memory"]
     wb = sum(b["param_bytes"] for b in blocks)

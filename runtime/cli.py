@@ -426,7 +426,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         if frame_now is not None:
             report.update({"frame_now_ms": frame_now, "frame_profiled_ms": float(rto.frame_ms)})
         factor = 1.0 + report["lookup_drift"] if probe else report["blocks_now_factor"]
-        dev_now = at_current_speed(device, bundle.policy.processor, calls_now, frame_now, factor)
+        dev_now = at_current_speed(device, bundle.policy.processor, calls_now, frame_now, factor,
+                                   report["blocks_now_factor"])
         r_now = simulate(workload, dev_now, bundle.policy, with_oracle=False)
         s_now = r_now.metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics

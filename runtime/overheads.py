@@ -21,6 +21,8 @@ parts with the runtime's own code on this machine:
   the search view that the next frame then does;
 - ``temporal_ms``: what the ``temporal`` exit metric adds to a frame, its drift from the video's last confirmed
   frame (:meth:`runtime.smtm.CacheDecider.observe_drift`).
+- ``cold``: what a block costs beyond its warm price when the frames before it stopped at an exit point before
+  the block, by exit point and by how many frames ago the block last ran (:func:`measure_cold`).
 
 Medians throughout, so that interference from other processes (which only ever slows a run down) counts little.
 """
@@ -38,7 +40,8 @@ METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.en
           "profile timed them ({timing}), interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
           "lookup = runtime.encoders encode, float16 rounding + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every "
           "exit of frames run through all blocks; update = CacheDecider.confirm right after the last block + the next frame's view refresh; hit = "
-          "CacheDecider.hit; temporal = CacheDecider.observe_drift")
+          "CacheDecider.hit; temporal = CacheDecider.observe_drift; cold = a full frame's block calls after 1-8 frames that stopped at an exit, against "
+          "after a full frame, conditions interleaved frame by frame, medians")
 
 
 def _no_cache_bundle(model) -> Any:  # noqa: ANN001
@@ -93,33 +96,91 @@ class LookupTimer:
         self.frames = rng.random((FRAMES, *model.input_shape), dtype=np.float32)
         self._next = 0
 
-    def sample(self, calls: int) -> np.ndarray:
-        """Milliseconds, (entries, exits): per entry count the median of ``calls`` frames' lookups at each exit."""
+    def use_entries(self, a: int) -> None:
+        """Search against the ``a``-th of ``entries`` from now on."""
+        dec, n = self.dec, self.entries[a]
+        dec.K, dec.n_hot, dec.slots = n, n, np.arange(n)
+        dec.cold_stage = [False] * len(self.exits)
+        dec.CT = self.cts[a]
+
+    def frame(self, upto: int, lookups: np.ndarray, calls: np.ndarray | None = None) -> None:
+        """One frame on a new input through the first ``upto`` blocks, with the runtime's read, encode and search at
+        each exit point on the way (as in a frame that finds no match until it stops), so that each lookup meets the
+        caches the blocks before it left; each exit's lookup time (s) goes into ``lookups``, each block's call (s)
+        into ``calls``."""
         from runtime.engine import SEARCH_DTYPE
 
         dec, vec, encs, dims, to_numpy, pc = self.dec, self.vec, self.encs, self.dims, self.blocks.to_numpy, time.perf_counter
+        at_exit = self.at_exit
+        cur = self.blocks.input(self.frames[self._next % FRAMES][None])
+        self._next += 1
+        for j, (fn, e) in enumerate(zip(self.blocks.functions[:upto], self.blocks.names)):
+            tb = pc()
+            cur = fn(cur)
+            t0 = pc()
+            if calls is not None:
+                calls[j] = t0 - tb
+            k = at_exit.get(e)
+            if k is None:
+                continue
+            vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
+            dec.lookup(k, vec[k])
+            lookups[k] = pc() - t0
+
+    def sample(self, calls: int) -> np.ndarray:
+        """Milliseconds, (entries, exits): per entry count the median of ``calls`` frames' lookups at each exit."""
+        nb = len(self.blocks.functions)
         out = np.zeros((len(self.entries), len(self.exits)))
         one = np.empty((calls, len(self.exits)))
-        for a, n in enumerate(self.entries):
-            dec.K, dec.n_hot, dec.slots = n, n, np.arange(n)
-            dec.cold_stage = [False] * len(self.exits)
-            dec.CT = self.cts[a]
+        for a in range(len(self.entries)):
+            self.use_entries(a)
             for i in range(calls):
-                # In context, as in a frame that finds no match: every block in turn, and at each exit point the
-                # runtime's read, encode and search, so each lookup meets the caches the blocks before it left.
-                cur = self.blocks.input(self.frames[self._next % FRAMES][None])
-                self._next += 1
-                for fn, e in zip(self.blocks.functions, self.blocks.names):
-                    cur = fn(cur)
-                    k = self.at_exit.get(e)
-                    if k is None:
-                        continue
-                    t0 = pc()
-                    vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
-                    dec.lookup(k, vec[k])
-                    one[i, k] = pc() - t0
+                self.frame(nb, one[i])
             out[a] = np.median(one, axis=0) * 1000.0
         return out
+
+
+COLD_GAPS = (1, 2, 4, 8)  # frames since a block last ran, at which its cold price is measured
+
+
+def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GAPS, entries_index: int = 0,
+                 seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """What a block costs beyond its warm price when it has not run for some frames because they stopped at an exit
+    point before it: its weights and code are no longer in the caches the later blocks and lookups of a full frame
+    would have kept warm. On this machine (2026-11-22) the last blocks cost 20-50% more in the frames of a cached
+    policy that reached them than in plain inference.
+
+    ``lt``'s exit points are the ones measured. For each exit ``e`` and gap ``g``: ``g`` frames that stop at ``e``
+    (with the lookups on the way), then a full frame, whose block calls after ``e`` are timed; against a full frame
+    after a full frame. All conditions are interleaved frame by frame, in a new random order each iteration, so that
+    the machine's slow and fast phases (seconds long here) hit them alike; medians over ``iterations``. Returns
+    ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0."""
+    rng = np.random.default_rng(seed)
+    nb = len(lt.blocks.functions)
+    names = list(lt.blocks.names)
+    conds = [(None, 0)] + [(e, int(g)) for e in lt.exits for g in gaps]
+    lookups = np.empty(len(lt.exits))
+    timed = np.empty((len(conds), iterations, nb))
+    lt.use_entries(entries_index)
+    for _ in range(2):  # warm-up
+        lt.frame(nb, lookups)
+    for i in range(iterations):
+        for c in rng.permutation(len(conds)):
+            e, g = conds[c]
+            if e is None:
+                lt.frame(nb, lookups)
+            else:
+                stop = names.index(e) + 1
+                for _ in range(g):
+                    lt.frame(stop, lookups)
+            lt.frame(nb, lookups, timed[c, i])
+    med = np.median(timed, axis=1) * 1000.0  # (conditions, blocks)
+    out: dict[str, dict[str, list[float]]] = {}
+    for e in lt.exits:
+        k = names.index(e)
+        rows = [med[conds.index((e, int(g)))] - med[0] for g in gaps]
+        out[e] = {names[j]: [round(max(0.0, float(r[j])), 6) for r in rows] for j in range(k + 1, nb)}
+    return out
 
 
 def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds: int = 15, calls: int = 200,  # noqa: ANN001
@@ -170,6 +231,8 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     med = np.median([lt.sample(per_call) for _ in range(rounds)], axis=0)  # (entries, exits)
     lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(lt.exits)}
     exits, encs, dims, dmax, vec = lt.exits, lt.encs, lt.dims, lt.dmax, lt.vec
+    say("cold blocks")
+    cold = measure_cold(lt, max(20, calls // 2), entries_index=lt.entries.index(16) if 16 in lt.entries else 0, seed=seed)
     ins = {n: (fn, x) for n, fn, x in zip(names, blocks.functions, inputs)}
     to_numpy = blocks.to_numpy
     pc = time.perf_counter
@@ -218,7 +281,8 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     return {"source": "measured-runtime", "method": METHOD.format(timing=timing), "processor": "cpu",
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
             "temporal_ms": temporal_ms,
-            "lookup": {"entries": [int(n) for n in entries], "exits": lookup}}
+            "lookup": {"entries": [int(n) for n in entries], "exits": lookup},
+            "cold": {"gaps": list(COLD_GAPS), "after_exit": cold}}
 
 
 def merge_overheads(profile_obj: Mapping[str, Any], runtime_section: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,13 +386,13 @@ def speed_factor(profiled_ms: Sequence[float], now_ms: Sequence[float]) -> float
 
 
 def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], frame_ms: float | None,  # noqa: ANN001, ANN201
-                     decider_factor: float = 1.0):
+                     decider_factor: float = 1.0, cold_factor: float = 1.0):
     """``device`` (a simulator DeviceModel) at the speed the machine ran the runtime's parts during a validation:
     each block costs ``calls_ms`` (the runtime's call of it, kernels and dispatch, as timed in the no-cache runs
     interleaved with the policy's), the first block also ``frame_ms`` (those runs' per-frame overhead beside their
     calls; ``None`` where the profile models none), and the decider's numpy work (lookups, cache updates, hits, the
     temporal metric's drift) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
-    else the kernels'). A phase of a shared machine does not slow its parts alike: in one slow phase
+    else the kernels'), and the blocks' cold prices by ``cold_factor`` (the kernels' speed now). A phase of a shared machine does not slow its parts alike: in one slow phase
     (2026-11-22) the kernels ran 1.47x their profiled time, the runtime's per-frame overhead 0.9x and its
     lookups 1.2x. Energy stays as profiled."""
     import dataclasses
@@ -339,7 +403,7 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
     g = float(decider_factor)
     pc = device.processor(processor)
     procs = dict(device.processors)
-    procs[pc.name] = dataclasses.replace(pc, block_ms=ms)
+    procs[pc.name] = dataclasses.replace(pc, block_ms=ms, cold_ms={e: t * cold_factor for e, t in pc.cold_ms.items()})
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

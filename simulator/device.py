@@ -21,6 +21,20 @@ class ProcessorCosts:
     block_mj: np.ndarray  # (blocks,) energy of each block
     idle_mw: float  # power between frames
     active_mw: float  # power while searching the cache / updating it (lookup energy when not tabulated)
+    # A block's extra ms when it has not run for some frames because they stopped at an exit point before it:
+    # exit -> (blocks, gaps) array (0 up to the exit's block), at ``cold_gaps`` frames since the block last ran.
+    cold_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
+    cold_gaps: tuple[int, ...] = ()
+
+    def cold_by_gap(self) -> dict[str, np.ndarray]:
+        """Per exit, each block's cold price at every whole gap 0..max(cold_gaps) (blocks, gaps + 1): linear
+        between the measured gaps, 0 at gap 0; a longer gap is priced as the longest."""
+        if not self.cold_ms:
+            return {}
+        xs = np.concatenate(([0.0], np.asarray(self.cold_gaps, np.float64)))
+        whole = np.arange(int(self.cold_gaps[-1]) + 1, dtype=np.float64)
+        return {e: np.array([np.interp(whole, xs, np.concatenate(([0.0], row))) for row in t])
+                for e, t in self.cold_ms.items()}
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,14 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
             extra[0] += rt.frame_ms
             ms = ms + extra
             mj = mj + extra * active / 1000.0
-        procs[p] = ProcessorCosts(p, ms, mj, idle, active)
+        cold: dict[str, np.ndarray] = {}
+        if rt is not None and rt.processor == p and rt.cold_ms is not None:
+            for e, per_block in rt.cold_ms.items():
+                t = np.zeros((len(blocks), len(rt.cold_gaps or ())))
+                for b, ys in per_block.items():
+                    t[blocks.index(b)] = ys
+                cold[e] = t
+        procs[p] = ProcessorCosts(p, ms, mj, idle, active, cold, tuple(rt.cold_gaps or ()) if cold else ())
     if not procs:
         raise EngramError("the profile has no processor with a latency for every block", path=profile.path, field="blocks")
     if profile.lookup is None:

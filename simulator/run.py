@@ -63,7 +63,7 @@ def make_engine(workload: Workload, device: DeviceModel, policy: Policy, enabled
 def run_once(workload: Workload, device: DeviceModel, policy: Policy, enabled: tuple[str, ...],
              chunk: int | None = None) -> RunResult:
     engine = make_engine(workload, device, policy, enabled, chunk)
-    des = run_des(workload.arrival_s, engine.decide, policy.queue)
+    des = run_des(workload.arrival_s, engine.serve, policy.queue)
     proc = device.processor(policy.processor)
     metrics = compute_metrics(engine, des, workload, device, proc.idle_mw)
     return RunResult(policy, enabled, engine, des, metrics)

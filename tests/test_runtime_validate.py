@@ -133,6 +133,79 @@ def test_temporal_cost_is_charged_to_temporal_policies_per_frame_with_a_cache():
         assert extra == pytest.approx(0.007 if metric == "temporal" else 0.0)
 
 
+def _with_cold(obj: dict, gaps=(1, 2, 4), value=lambda e, b, g: 0.001 * g) -> dict:
+    blocks = obj["model"]["blocks"]
+    obj["runtime"]["cold"] = {"gaps": list(gaps), "after_exit": {
+        e: {b: [value(e, b, g) for g in gaps] for b in blocks[blocks.index(e) + 1:]} for e in obj["model"]["exit_points"]}}
+    return obj
+
+
+def test_cold_blocks_round_trip_and_interpolate_by_gap():
+    obj = _with_cold(_with_runtime(_profile_json()), value=lambda e, b, g: {1: 0.01, 2: 0.03, 4: 0.05}[g])
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj  # round trip
+    pc = from_profile(prof).processor(None)
+    assert pc.cold_gaps == (1, 2, 4) and set(pc.cold_ms) == set(prof.model.exit_points)
+    by_gap = pc.cold_by_gap()
+    k = prof.block_names.index("b3")
+    # Nothing up to the exit's block; after it, 0 at gap 0, the measured values, linear between, held beyond.
+    assert np.all(by_gap["b3"][:k + 1] == 0.0)
+    assert np.allclose(by_gap["b3"][k + 1], [0.0, 0.01, 0.03, 0.04, 0.05])
+    # Without the section, no cold prices.
+    assert from_profile(profile_from_json(_with_runtime(_profile_json()))).processor(None).cold_by_gap() == {}
+
+
+def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_long_ago_each_block_ran():
+    """A scripted sequence of exits through the engine's serve(): each frame pays, for every block it runs that the
+    previous frame (stopped at an exit) skipped, the cold price of the gap since that block last ran."""
+    import dataclasses
+
+    from simulator.engines import FULL, Engine
+
+    dev = from_profile(read_profile(PROFILE))
+    names = list(dev.blocks)
+    assert names[1] == "b1" and names[3] == "b3" and len(names) == 10
+    after_b1 = np.zeros((10, 2))
+    after_b1[2], after_b1[3], after_b1[4:] = [0.1, 0.2], [0.01, 0.02], [0.001, 0.002]
+    after_b3 = np.zeros((10, 2))
+    after_b3[4:] = [1.0, 2.0]
+    pc = dataclasses.replace(dev.processor(None), cold_ms={"b1": after_b1, "b3": after_b3}, cold_gaps=(1, 3))
+    dev = dataclasses.replace(dev, processors={pc.name: pc})
+    script = [FULL, 0, 0, FULL, 1, FULL, 0, 1]  # exits into ("b1", "b3"): b1 runs 2 blocks, b3 4, FULL all 10
+
+    class Scripted(Engine):
+        def decide(self, i: int) -> float:
+            self.exit_pos[i] = script[i]
+            return 0.0
+
+    w = shipped_workload().take(np.arange(len(script)))
+    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
+    service = [eng.serve(i) for i in range(len(script))]
+    # Frame 3 (full) after frame 2 stopped at b1: b2..head last ran in frame 0, a gap of 2, halfway between the
+    # measured gaps 1 and 3. Frame 5 (full) after a stop at b3: b4..head ran in frame 3, a gap of 1. Frame 7 (stops
+    # at b3) after a stop at b1: b2 and b3 ran in frame 5, a gap of 1. Frames after a full one, or stopping no later
+    # than the previous one, pay nothing.
+    expected = [0, 0, 0, 0.15 + 0.015 + 6 * 0.0015, 0, 6 * 1.0, 0, 0.1 + 0.01]
+    assert np.allclose(eng.cold_ms, expected)
+    assert np.allclose(eng.compute_ms, expected) and np.allclose(service, np.array(expected) / 1000.0)
+    assert np.allclose(eng.energy_mj, np.array(expected) * pc.active_mw / 1000.0)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda r: r["cold"]["after_exit"]["b3"].pop("head"), "runtime.cold.after_exit.b3"),
+    (lambda r: r["cold"]["after_exit"]["b3"].update(b2=[0.0, 0.0, 0.0]), "runtime.cold.after_exit.b3"),
+    (lambda r: r["cold"]["after_exit"]["b3"]["head"].pop(), "runtime.cold.after_exit.b3.head"),
+    (lambda r: r["cold"]["after_exit"].update(b2={}), "runtime.cold.after_exit.b2"),
+    (lambda r: r["cold"].update(gaps=[2, 1, 4]), "runtime.cold.gaps"),
+    (lambda r: r["cold"]["after_exit"]["b3"].update(head=[-0.1, 0.0, 0.0]), "runtime"),
+])
+def test_bad_cold_tables_are_refused(edit, field):
+    obj = _with_cold(_with_runtime(_profile_json()))
+    edit(obj["runtime"])
+    with pytest.raises(FormatError, match=field.replace(".", r"\.")):
+        profile_from_json(obj, "p.json")
+
+
 @pytest.mark.parametrize("edit, field", [
     (lambda r: r["dispatch_ms"].pop("b2"), "runtime.dispatch_ms"),
     (lambda r: r.update(temporal_ms=-0.1), "runtime"),
@@ -254,6 +327,15 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert set(prof.runtime.lookup_ms) == set(prof.model.exit_points)
     assert prof.runtime.frame_ms > 0 and all(v > 0 for ys in prof.runtime.lookup_ms.values() for v in ys)
     assert 0 < prof.runtime.temporal_ms < min(ys[0] for ys in prof.runtime.lookup_ms.values())  # part of a lookup's work
+    # Cold blocks: for every exit point, every block after it, at each gap; the simulator takes the table.
+    from runtime.overheads import COLD_GAPS
+
+    assert prof.runtime.cold_gaps == COLD_GAPS and set(prof.runtime.cold_ms) == set(prof.model.exit_points)
+    names = list(prof.block_names)
+    for e, per_block in prof.runtime.cold_ms.items():
+        assert list(per_block) == names[names.index(e) + 1:]
+        assert all(len(v) == len(COLD_GAPS) and min(v) >= 0 for v in per_block.values())
+    assert from_profile(prof).processor(None).cold_ms.keys() == prof.runtime.cold_ms.keys()
     # Nothing else changed.
     a, b = prof.to_json(), base.to_json()
     a.pop("runtime")
@@ -309,6 +391,8 @@ def test_validate_through_rpc(bundle, rpc_server, capsys):
 
 
 def test_prediction_at_current_speed_prices_each_part_as_it_ran():
+    import dataclasses
+
     from runtime.overheads import at_current_speed, speed_factor
 
     prof = profile_from_json(_with_runtime(_profile_json()))
@@ -328,6 +412,11 @@ def test_prediction_at_current_speed_prices_each_part_as_it_ran():
     assert dev.temporal_ms == 0.003 and now.temporal_ms == pytest.approx(dev.temporal_ms * g)
     for e in dev.lookup_ms:
         assert np.allclose(now.lookup_ms[e], dev.lookup_ms[e] * g)
+    # Cold prices at the kernels' speed now.
+    cold = {"b1": np.arange(len(calls) * 2, dtype=float).reshape(-1, 2)}
+    pcc = dataclasses.replace(pc, cold_ms=cold, cold_gaps=(1, 2))
+    devc = dataclasses.replace(dev, processors={pc.name: pcc})
+    assert np.allclose(at_current_speed(devc, None, calls, None, g, 1.25).processor(None).cold_ms["b1"], cold["b1"] * 1.25)
     # No frame overhead modelled: none added.
     assert np.allclose(at_current_speed(dev, None, calls, None).processor(None).block_ms, calls)
     # At the profile's own prices nothing changes.
