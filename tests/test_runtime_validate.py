@@ -357,6 +357,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     parts = r["components_ms"]
     assert r["frame_profiled_ms"] == prof.runtime.frame_ms and r["frame_now_ms"] > 0
     assert parts["predicted_now"]["frame"] == pytest.approx(r["frame_now_ms"], rel=1e-9)
+    assert 0 < r["predicted_now_cold_ms"] < parts["predicted_now"]["blocks"]  # the smtm preset stops at exits
     assert r["predicted_now_no_cache_mean_ms"] == pytest.approx(r["measured_no_cache_mean_ms"], rel=1e-6)
     assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     from runtime.cli import _format_validation
