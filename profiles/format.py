@@ -226,6 +226,7 @@ class RuntimeOverheads:
     temporal_ms: float | None = None  # the temporal exit metric's drift, per frame
     cold_gaps: tuple[int, ...] | None = None  # frames since a block last ran
     cold_ms: Mapping[str, Mapping[str, tuple[float, ...]]] | None = None  # exit -> block after it -> extra ms per gap
+    after_lookup_ms: Mapping[str, Mapping[str, float]] | None = None  # exit -> block after it -> extra ms
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
@@ -240,6 +241,8 @@ class RuntimeOverheads:
         if self.cold_ms is not None:
             out["cold"] = {"gaps": list(self.cold_gaps or ()),
                            "after_exit": {e: {b: list(v) for b, v in d.items()} for e, d in self.cold_ms.items()}}
+        if self.after_lookup_ms is not None:
+            out["after_lookup"] = {e: dict(d) for e, d in self.after_lookup_ms.items()}
         return out
 
     @classmethod
@@ -251,7 +254,9 @@ class RuntimeOverheads:
                    None if look is None else {k: tuple(v) for k, v in look["exits"].items()}, obj.get("created"),
                    obj.get("temporal_ms"), None if cold is None else tuple(int(g) for g in cold["gaps"]),
                    None if cold is None else {e: {b: tuple(float(x) for x in v) for b, v in d.items()}
-                                              for e, d in cold["after_exit"].items()})
+                                              for e, d in cold["after_exit"].items()},
+                   None if obj.get("after_lookup") is None else {e: {b: float(v) for b, v in d.items()}
+                                                                 for e, d in obj["after_lookup"].items()})
 
 
 @dataclass(frozen=True)
@@ -722,6 +727,15 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
                     if len(ys) != len(gaps) or not all(_num_ok(v) for v in ys):
                         raise FormatError(f"needs {len(gaps)} finite values, one per gap", path=path,
                                           field=f"runtime.cold.after_exit.{e}.{b}")
+        for e, per_block in (rt.get("after_lookup") or {}).items():
+            if e not in exits:
+                raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.after_lookup.{e}")
+            after = names[names.index(e) + 1:]
+            if sorted(per_block) != sorted(after):
+                raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path,
+                                  field=f"runtime.after_lookup.{e}")
+            if not all(_num_ok(v) for v in per_block.values()):
+                raise FormatError("values must be finite numbers", path=path, field=f"runtime.after_lookup.{e}")
 
     mem = obj["memory"]
     wb = sum(b["param_bytes"] for b in blocks)

@@ -261,8 +261,10 @@ def _format_validation(r: dict) -> str:
                       *(["per frame, measured against predicted at the current speed: " + ", ".join(
                           f"{k} {r['components_ms']['measured'][k]:.4f} / {v:.4f} ms"
                           for k, v in r["components_ms"]["predicted_now"].items())
-                          + (f" (the blocks' cold prices {r['predicted_now_cold_ms']:.4f} ms of it)"
-                             if r.get("predicted_now_cold_ms") else "")] if "components_ms" in r else []),
+                          + (f" (of the blocks, {r['predicted_now_cold_ms']:.4f} ms cold and "
+                             f"{r['predicted_now_after_lookup_ms']:.4f} ms after lookups)"
+                             if r.get("predicted_now_cold_ms") or r.get("predicted_now_after_lookup_ms") else "")]
+                        if "components_ms" in r else []),
                       *([f"the runtime's lookups now {r['lookups_now_ms']:.4f} ms against {r['lookups_profiled_ms']:.4f} ms "
                          f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries): "
                          f"({r['lookup_probe_samples']} probes between the runs' chunks): the prediction at the current "
@@ -438,7 +440,9 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         report["components_ms"] = {"measured": measured_components(log),
                                    "predicted_now": predicted_components(r_now.engine, frame_now or 0.0)}
         report.update({
-            "predicted_now_cold_ms": float(np.mean(r_now.engine.cold_ms)),  # part of the blocks: cold prices
+            # Parts of the blocks: cold, and after the frame's own lookups.
+            "predicted_now_cold_ms": float(np.mean(r_now.engine.cold_ms)),
+            "predicted_now_after_lookup_ms": float(np.mean(r_now.engine.after_lookup_ms)),
             "predicted_now_mean_ms": s_now["mean_latency_ms"],
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,
             "predicted_now_no_cache_mean_ms": p_now["mean_latency_ms"],

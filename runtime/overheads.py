@@ -24,6 +24,8 @@ parts with the runtime's own code on this machine:
   (:meth:`runtime.smtm.CacheDecider.hit`), both timed after a frame that stopped at the first exit point;
 - ``cold``: what a block costs beyond its warm price when the frames before it stopped at an exit point before
   the block, by exit point and by how many frames ago the block last ran (:func:`measure_cold`).
+- ``after_lookup``: what a block costs beyond its plain price in a frame that looked the cache up at an exit point
+  before it, by exit point (:func:`measure_after_lookup`).
 
 Medians throughout, so that interference from other processes (which only ever slows a run down) counts little.
 """
@@ -42,7 +44,8 @@ METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.en
           "lookup = runtime.encoders encode, float16 rounding + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every "
           "exit of frames run through all blocks; update = CacheDecider.confirm after a frame through all blocks and lookups + the next frame's view "
           "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit, against "
-          "after a full frame, conditions interleaved frame by frame, medians")
+          "after a full frame, conditions interleaved frame by frame, medians; after_lookup = block calls in full frames with a "
+          "lookup at one exit against none, interleaved frame by frame, medians")
 
 
 def _no_cache_bundle(model) -> Any:  # noqa: ANN001
@@ -104,11 +107,12 @@ class LookupTimer:
         dec.cold_stage = [False] * len(self.exits)
         dec.CT = self.cts[a]
 
-    def frame(self, upto: int, lookups: np.ndarray, calls: np.ndarray | None = None) -> None:
+    def frame(self, upto: int, lookups: np.ndarray, calls: np.ndarray | None = None,
+              at: frozenset[int] | None = None) -> None:
         """One frame on a new input through the first ``upto`` blocks, with the runtime's read, encode and search at
-        each exit point on the way (as in a frame that finds no match until it stops), so that each lookup meets the
-        caches the blocks before it left; each exit's lookup time (s) goes into ``lookups``, each block's call (s)
-        into ``calls``."""
+        each exit point on the way (``at``: only at these exit indices; as in a frame that finds no match until it
+        stops), so that each lookup meets the caches the blocks before it left; each exit's lookup time (s) goes
+        into ``lookups``, each block's call (s) into ``calls``."""
         from runtime.engine import SEARCH_DTYPE
 
         dec, vec, encs, dims, to_numpy, pc = self.dec, self.vec, self.encs, self.dims, self.blocks.to_numpy, time.perf_counter
@@ -122,7 +126,7 @@ class LookupTimer:
             if calls is not None:
                 calls[j] = t0 - tb
             k = at_exit.get(e)
-            if k is None:
+            if k is None or (at is not None and k not in at):
                 continue
             vec[k, :dims[k]] = encs[k].encode(to_numpy(cur))[0].astype(SEARCH_DTYPE)
             dec.lookup(k, vec[k])
@@ -142,6 +146,37 @@ class LookupTimer:
 
 
 COLD_GAPS = (1, 2, 4, 8)  # frames since a block last ran, at which its cold price is measured
+
+
+def measure_after_lookup(lt: LookupTimer, iterations: int, entries_index: int = 0,
+                         seed: int = 0) -> dict[str, dict[str, float]]:
+    """What a block costs beyond its price in plain inference when the frame looked the cache up at an exit point
+    before it: the encoder's weights and the search push the later blocks' weights out of the caches. Inside the
+    runtime's frames of a cached policy (2026-11-22, 1,800 frames), b7, b8 and the head cost 28, 19 and 35 us more
+    than in the no-cache frames interleaved with them, with the previous frame a full one (so not for lack of a
+    recent run: :func:`measure_cold`).
+
+    For each of ``lt``'s exit points ``e``: full frames with a lookup at ``e`` only, against full frames without
+    one, every block's call timed; the conditions interleaved frame by frame, in a new random order each
+    iteration; medians over ``iterations``. Returns ``{exit: {block after it: extra ms}}``, clamped at 0."""
+    rng = np.random.default_rng(seed)
+    nb = len(lt.blocks.functions)
+    names = list(lt.blocks.names)
+    conds = [frozenset()] + [frozenset([k]) for k in range(len(lt.exits))]
+    lookups = np.empty(len(lt.exits))
+    timed = np.empty((len(conds), iterations, nb))
+    lt.use_entries(entries_index)
+    for _ in range(2):  # warm-up
+        lt.frame(nb, lookups)
+    for i in range(iterations):
+        for c in rng.permutation(len(conds)):
+            lt.frame(nb, lookups, timed[c, i], at=conds[c])
+    med = np.median(timed, axis=1) * 1000.0  # (conditions, blocks)
+    out: dict[str, dict[str, float]] = {}
+    for k, e in enumerate(lt.exits):
+        j0 = names.index(e) + 1
+        out[e] = {names[j]: round(max(0.0, float(med[k + 1, j] - med[0, j])), 6) for j in range(j0, nb)}
+    return out
 
 
 def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GAPS, entries_index: int = 0,
@@ -233,7 +268,10 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(lt.exits)}
     exits, dims, dmax = lt.exits, lt.dims, lt.dmax
     say("cold blocks")
-    cold = measure_cold(lt, max(20, calls // 2), entries_index=lt.entries.index(16) if 16 in lt.entries else 0, seed=seed)
+    at16 = lt.entries.index(16) if 16 in lt.entries else 0
+    cold = measure_cold(lt, max(20, calls // 2), entries_index=at16, seed=seed)
+    say("blocks after a lookup")
+    after_lookup = measure_after_lookup(lt, max(40, calls), entries_index=at16, seed=seed)
     pc = time.perf_counter
     # The decider's bookkeeping, each timed where the runtime does it, after a frame's blocks and lookups: in a
     # tight loop of its own it finds numpy's code and its data in cache. Timed inside 600 frames of the runtime
@@ -281,7 +319,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
             "temporal_ms": temporal_ms,
             "lookup": {"entries": [int(n) for n in entries], "exits": lookup},
-            "cold": {"gaps": list(COLD_GAPS), "after_exit": cold}}
+            "cold": {"gaps": list(COLD_GAPS), "after_exit": cold}, "after_lookup": after_lookup}
 
 
 def merge_overheads(profile_obj: Mapping[str, Any], runtime_section: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,7 +429,8 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
     interleaved with the policy's), the first block also ``frame_ms`` (those runs' per-frame overhead beside their
     calls; ``None`` where the profile models none), and the decider's numpy work (lookups, cache updates, hits, the
     temporal metric's drift) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
-    else the kernels'), and the blocks' cold prices by ``cold_factor`` (the kernels' speed now). A phase of a shared machine does not slow its parts alike: in one slow phase
+    else the kernels'), and what the blocks cost more cold or after a lookup by ``cold_factor`` (the kernels' speed
+    now). A phase of a shared machine does not slow its parts alike: in one slow phase
     (2026-11-22) the kernels ran 1.47x their profiled time, the runtime's per-frame overhead 0.9x and its
     lookups 1.2x. Energy stays as profiled."""
     import dataclasses
@@ -402,7 +441,8 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
     g = float(decider_factor)
     pc = device.processor(processor)
     procs = dict(device.processors)
-    procs[pc.name] = dataclasses.replace(pc, block_ms=ms, cold_ms={e: t * cold_factor for e, t in pc.cold_ms.items()})
+    procs[pc.name] = dataclasses.replace(pc, block_ms=ms, cold_ms={e: t * cold_factor for e, t in pc.cold_ms.items()},
+                                         after_lookup_ms={e: t * cold_factor for e, t in pc.after_lookup_ms.items()})
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

@@ -25,6 +25,9 @@ class ProcessorCosts:
     # exit -> (blocks, gaps) array (0 up to the exit's block), at ``cold_gaps`` frames since the block last ran.
     cold_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
     cold_gaps: tuple[int, ...] = ()
+    # A block's extra ms in a frame that looked the cache up at an exit point before it: exit -> (blocks,) (0 up to
+    # the exit's block).
+    after_lookup_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def cold_by_gap(self) -> dict[str, np.ndarray]:
         """Per exit, each block's cold price at every whole gap 0..max(cold_gaps) (blocks, gaps + 1): linear
@@ -138,7 +141,11 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
                 for b, ys in per_block.items():
                     t[blocks.index(b)] = ys
                 cold[e] = t
-        procs[p] = ProcessorCosts(p, ms, mj, idle, active, cold, tuple(rt.cold_gaps or ()) if cold else ())
+        after: dict[str, np.ndarray] = {}
+        if rt is not None and rt.processor == p and rt.after_lookup_ms is not None:
+            for e, per_block in rt.after_lookup_ms.items():
+                after[e] = np.array([per_block.get(b, 0.0) for b in blocks], dtype=np.float64)
+        procs[p] = ProcessorCosts(p, ms, mj, idle, active, cold, tuple(rt.cold_gaps or ()) if cold else (), after)
     if not procs:
         raise EngramError("the profile has no processor with a latency for every block", path=profile.path, field="blocks")
     if profile.lookup is None:

@@ -50,33 +50,49 @@ class Engine:
         self.lookups = np.zeros((n, E))  # lookup time charged at each enabled exit (for the timeline)
         self.cache_bytes = 0  # peak
         self.scene_changes: list[int] = []  # frames at which a scene change was acted on
-        # Cold blocks (a profile's runtime section): which processed frame each block last ran in, and where the
-        # previous processed frame stopped.
+        # Blocks in other than plain inference's conditions (a profile's runtime section): cold, because earlier
+        # frames stopped before them (which processed frame each block last ran in, where the previous one stopped),
+        # and after a lookup in the same frame.
+        nb = len(self.proc.block_ms)
         self._cold = self.proc.cold_by_gap()
         self._exit_block = {k: int(b) for k, b in enumerate(blocks)}
-        self._last_ran = np.full(len(self.proc.block_ms), -1, dtype=np.int64)
+        self._last_ran = np.full(nb, -1, dtype=np.int64)
         self._served = 0
         self._prev_stop: str | None = None
+        after = self.proc.after_lookup_ms
+        self._after = np.array([after.get(e, np.zeros(nb)) for e in enabled]).reshape(E, nb) if after else None
+        self._enabled_index = {e: k for k, e in enumerate(enabled)}
         self.cold_ms = np.zeros(n)  # the frame's blocks' cold price (part of compute_ms)
+        self.after_lookup_ms = np.zeros(n)  # what its blocks cost more after its lookups (part of compute_ms)
 
     def serve(self, i: int) -> float:
-        """Decide frame ``i`` and return its service time (seconds), with the cold price of the blocks it runs
-        that earlier frames skipped by stopping at an exit point before them."""
+        """Decide frame ``i`` and return its service time (seconds), with what its blocks cost beyond their plain
+        price: those that earlier frames skipped by stopping at an exit point before them (cold), and those after
+        one of its own lookups."""
         service = self.decide(i)
-        if not self._cold:
+        if not self._cold and self._after is None:
             return service
         pos = int(self.exit_pos[i])
         ran = len(self._last_ran) if pos == FULL else self._exit_block[pos] + 1 if pos >= 0 else 0
-        extra = 0.0
+        cold = after = 0.0
         table = self._cold.get(self._prev_stop) if self._prev_stop is not None else None
         if table is not None and ran > (first := self.device.exit_block_index(self._prev_stop) + 1):
             gaps = np.minimum(self._served - self._last_ran[first:ran] - 1, table.shape[1] - 1)
-            extra = float(table[np.arange(first, ran), gaps].sum())
+            cold = float(table[np.arange(first, ran), gaps].sum())
+        if self._after is not None and ran:
+            # Each block after the latest lookup before it in this frame.
+            owner = np.full(ran, -1, dtype=np.int64)
+            for e, _ in self.lookup_breakdown(i):
+                k = self._enabled_index[e]
+                owner[self._exit_block[k] + 1:] = k
+            sel = np.flatnonzero(owner >= 0)
+            after = float(self._after[owner[sel], sel].sum())
         self._last_ran[:ran] = self._served
         self._served += 1
         self._prev_stop = self.enabled[pos] if pos >= 0 else None
+        extra = cold + after
         if extra:
-            self.cold_ms[i] = extra
+            self.cold_ms[i], self.after_lookup_ms[i] = cold, after
             self.compute_ms[i] += extra
             self.energy_mj[i] += extra * self.proc.active_mw / 1000.0
         return service + extra / 1000.0

@@ -191,7 +191,47 @@ def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_lon
     assert np.allclose(eng.energy_mj, np.array(expected) * pc.active_mw / 1000.0)
 
 
+def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
+    """A scripted sequence through serve(): each block after a lookup of the frame costs the after-lookup price of
+    the latest exit point looked up before it; blocks before the first lookup, and frames without one, nothing."""
+
+    from simulator.engines import FULL, Engine
+
+    obj = _with_runtime(_profile_json())
+    names = obj["model"]["blocks"]
+    obj["runtime"]["after_lookup"] = {e: {b: 0.01 * (names.index(b) + 1) + (0.5 if e == "b3" else 0.0)
+                                          for b in names[names.index(e) + 1:]} for e in obj["model"]["exit_points"]}
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj  # round trip
+    dev = from_profile(prof)
+    pc = dev.processor(None)
+    assert pc.after_lookup_ms["b3"][3] == 0.0 and pc.after_lookup_ms["b3"][4] == pytest.approx(0.55)
+    # Frames through the enabled exits b1 and b3: (exit position, lookups made at b1, b3).
+    script = [(FULL, (0, 0)), (FULL, (1, 0)), (FULL, (1, 1)), (1, (1, 1)), (0, (1, 0)), (FULL, (0, 1))]
+
+    class Scripted(Engine):
+        def decide(self, i: int) -> float:
+            self.exit_pos[i], self.lookups[i] = script[i][0], script[i][1]
+            return 0.0
+
+    w = shipped_workload().take(np.arange(len(script)))
+    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
+    service = [eng.serve(i) for i in range(len(script))]
+    price = lambda j, e: 0.01 * (j + 1) + (0.5 if e == "b3" else 0.0)  # noqa: E731
+    expected = [0.0,
+                sum(price(j, "b1") for j in range(2, 10)),  # b2..head after b1's lookup
+                price(2, "b1") + price(3, "b1") + sum(price(j, "b3") for j in range(4, 10)),  # b2, b3; then b4..head
+                price(2, "b1") + price(3, "b1"),  # stops at b3: b2 and b3 ran after b1's lookup
+                0.0,  # stops at b1: no block after its lookup
+                sum(price(j, "b3") for j in range(4, 10))]
+    assert np.allclose(eng.after_lookup_ms, expected) and np.allclose(eng.compute_ms, expected)
+    assert np.allclose(service, np.array(expected) / 1000.0)
+    assert not eng.cold_ms.any()  # no cold table in this profile
+
+
 @pytest.mark.parametrize("edit, field", [
+    (lambda r: r.update(after_lookup={"b3": {"b4": 0.1}}), "runtime.after_lookup.b3"),
+    (lambda r: r.update(after_lookup={"b2": {}}), "runtime.after_lookup.b2"),
     (lambda r: r["cold"]["after_exit"]["b3"].pop("head"), "runtime.cold.after_exit.b3"),
     (lambda r: r["cold"]["after_exit"]["b3"].update(b2=[0.0, 0.0, 0.0]), "runtime.cold.after_exit.b3"),
     (lambda r: r["cold"]["after_exit"]["b3"]["head"].pop(), "runtime.cold.after_exit.b3.head"),
@@ -336,6 +376,9 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
         assert list(per_block) == names[names.index(e) + 1:]
         assert all(len(v) == len(COLD_GAPS) and min(v) >= 0 for v in per_block.values())
     assert from_profile(prof).processor(None).cold_ms.keys() == prof.runtime.cold_ms.keys()
+    assert set(prof.runtime.after_lookup_ms) == set(prof.model.exit_points)
+    for e, per_block in prof.runtime.after_lookup_ms.items():
+        assert list(per_block) == names[names.index(e) + 1:] and min(per_block.values()) >= 0
     # Nothing else changed.
     a, b = prof.to_json(), base.to_json()
     a.pop("runtime")
@@ -358,6 +401,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert r["frame_profiled_ms"] == prof.runtime.frame_ms and r["frame_now_ms"] > 0
     assert parts["predicted_now"]["frame"] == pytest.approx(r["frame_now_ms"], rel=1e-9)
     assert 0 < r["predicted_now_cold_ms"] < parts["predicted_now"]["blocks"]  # the smtm preset stops at exits
+    assert 0 < r["predicted_now_after_lookup_ms"] < parts["predicted_now"]["blocks"]
     assert r["predicted_now_no_cache_mean_ms"] == pytest.approx(r["measured_no_cache_mean_ms"], rel=1e-6)
     assert sum(parts["predicted_now"].values()) == pytest.approx(r["predicted_now_mean_ms"], rel=1e-9)
     from runtime.cli import _format_validation
