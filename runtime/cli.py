@@ -299,9 +299,12 @@ def _format_validation(r: dict) -> str:
               help="Where the runtime runs its blocks: 'local' or rpc://HOST:PORT[/KEY] (a phone's TVM RPC server).")
 @click.option("--target", default=None, show_default="this CPU",
               help="TVM target the blocks are compiled for (e.g. a phone's: see `run_sim.py profile --help`).")
+@click.option("--measure-overheads", "measure_now", is_flag=True,
+              help="Measure the runtime's overheads here first, as `profile runtime-overheads` does (about 40 s), and "
+                   "simulate with them instead of the profile's runtime section.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, mapping, seed, strength, warmup, chunk,
-                 device_url, target, as_json) -> None:
+                 device_url, target, measure_now, as_json) -> None:
     """Fidelity: the simulator's predicted latency and accuracy of a bundle's policy against what the runtime
     measures running it on this machine, on the same frames.
 
@@ -309,7 +312,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     record`), recorded in memory (the simulator's input) and run through the runtime with TVM-compiled blocks,
     under the bundle's policy and without a cache (for the measured speed-up). The simulation uses the policy as
     stored (its calibration) and this machine's profile; a profile with a `runtime` section (`run_sim.py profile
-    runtime-overheads`) also accounts for the runtime's own overheads.
+    runtime-overheads`, or --measure-overheads right before the runs) also accounts for the runtime's own overheads.
 
     With --device rpc://..., the same runtime drives the blocks on a device behind TVM's RPC server (compiled for
     --target): decisions and accuracy are the device's; latencies are the host's clock around each remote call, so
@@ -337,6 +340,9 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     from simulator.workload import check_fit, from_recorded
     from traces.record import RecordSettings, record
 
+    if measure_now and device_url != "local":
+        raise EngramError("--measure-overheads times the runtime on this machine, not on a device behind RPC",
+                          field="--measure-overheads")
     session = None
     if device_url != "local" or target is not None:
         # Refuse a malformed address or an unreachable device before any work.
@@ -352,7 +358,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
         if sha256_file(profile_path) != bundle.manifest.profile.sha256:
             warnings.append(f"{profile_path} changed since the bundle was exported")
     profile = read_profile(profile_path, model=ref.model)
-    if profile.runtime is None:
+    if profile.runtime is None and not measure_now:
         warnings.append(f"{profile_path} has no runtime overheads (run `run_sim.py profile runtime-overheads`): "
                         "the prediction counts the kernels only")
     device = from_profile(profile)
@@ -372,6 +378,19 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     import torch
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    blocks = compiled_blocks(ref.model) if session is None else remote_blocks(ref.model, session)
+    if measure_now:
+        # The runtime's overheads measured here and now, as `profile runtime-overheads` measures them: this shared
+        # machine's phases move them by up to 2x within minutes, more than the error the check is after.
+        from profiles.format import profile_from_json
+        from profiles.profiler import load_profile_model
+        from runtime.overheads import measure_overheads, merge_overheads
+
+        _, encoders = load_profile_model(profile.model.name)
+        section = measure_overheads(ref.model, encoders, blocks, rounds=15, calls=400, in_context=profile.blocks_in_context,
+                                    progress=None if as_json else lambda msg: click.echo(f"measuring {msg}", err=True))
+        profile = profile_from_json(merge_overheads(profile.to_json(), section), profile_path)
+        device = from_profile(profile)
     rec = record(labels, ref, cmap, RecordSettings(seed=seed, strength=strength))
     frames = render_recorded_frames(rec)
     workload = from_recorded(rec, str(labels_path))
@@ -383,7 +402,6 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     if sim.metrics.get("dropped"):
         click.echo(f"warning: the simulator dropped {sim.metrics['dropped']} frames (queue)", err=True)
 
-    blocks = compiled_blocks(ref.model) if session is None else remote_blocks(ref.model, session)
     rt = Runtime(bundle, blocks)
     rt_plain = Runtime(dataclasses.replace(bundle, manifest=bundle.manifest.model_copy(update={"policy": plain})), blocks)
     times, new_video = np.asarray(workload.arrival_s, np.float64), np.asarray(workload.new_video, bool)
@@ -450,7 +468,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     report.update({"device": device_url, "blocks": blocks.source, "latency_includes_network": blocks.remote,
                    "threads": threads, "profile_threads": profile.device.threads})
     report.update({"bundle": str(bundle_path), "trace": str(labels_path), "profile": str(profile_path),
-                   "profile_has_runtime_overheads": profile.runtime is not None})
+                   "profile_has_runtime_overheads": profile.runtime is not None, "overheads_measured_now": measure_now})
     if as_json:
         click.echo(json.dumps(report))
     else:

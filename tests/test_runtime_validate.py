@@ -409,6 +409,32 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert "the runtime's lookups now" in _format_validation(r)
 
 
+@pytest.mark.slow
+def test_validate_measures_the_runtime_overheads_first_when_asked(bundle, capsys, monkeypatch):
+    import runtime.overheads as ro
+
+    full = ro.measure_overheads
+    calls = []
+
+    def short(*a, **k):  # the same measurement, fewer rounds
+        calls.append(k)
+        return full(*a, **{**k, "rounds": 3, "calls": 30})
+
+    monkeypatch.setattr(ro, "measure_overheads", short)
+    rc, stdout, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--frames", "20",
+                           "--warmup", "2", "--measure-overheads", "--json")
+    assert rc == 0, err
+    r = json.loads(stdout)
+    assert len(calls) == 1 and calls[0]["in_context"] == read_profile(PROFILE).blocks_in_context
+    # The shipped profile has no runtime section; the one measured now is simulated and probed against.
+    assert r["overheads_measured_now"] and r["profile_has_runtime_overheads"] and "no runtime overheads" not in err
+    assert r["frame_profiled_ms"] > 0 and r["lookup_probe_entries"] and r["predicted_now_after_lookup_ms"] > 0
+    # Not through RPC: one line, before any work.
+    rc, _, err = _run(capsys, "validate", "--bundle", str(bundle), "--trace", str(LABELS), "--measure-overheads",
+                      "--device", "rpc://127.0.0.1:9")
+    assert rc == 2 and "--measure-overheads" in err and len(err.strip().splitlines()) == 1 and len(calls) == 1
+
+
 def test_runtime_overheads_refuse_a_profile_not_made_here(capsys, tmp_path):
     rc, _, err = _run(capsys, "profile", "runtime-overheads", str(ROOT / "profiles" / "data" / "reference_pixel4.json"),
                       "--out", str(tmp_path / "p.json"))
