@@ -152,9 +152,11 @@ def measure_after_lookup(lt: LookupTimer, iterations: int, entries_index: int = 
                          seed: int = 0) -> dict[str, dict[str, float]]:
     """What a block costs beyond its price in plain inference when the frame looked the cache up at an exit point
     before it: the encoder's weights and the search push the later blocks' weights out of the caches. Inside the
-    runtime's frames of a cached policy (2026-11-22, 1,800 frames), b7, b8 and the head cost 28, 19 and 35 us more
-    than in the no-cache frames interleaved with them, with the previous frame a full one (so not for lack of a
-    recent run: :func:`measure_cold`).
+    runtime's frames of a cached policy (exits b1 and b6; 2026-11-22, 1,800 frames), b7, b8 and the head cost 28, 19
+    and 35 us more than in the no-cache frames interleaved with them, with the previous frame a full one (so not for
+    lack of a recent run: :func:`measure_cold`); with every frame run to the end, its lookups at b1 and b6 never
+    matching, 10, 5 and 11 us more. This measurement gave 7-10, 1 and 5-6 us: it accounts for the frame's own
+    lookups, not for all of what the mix of a cached policy's frames costs the blocks.
 
     For each of ``lt``'s exit points ``e``: full frames with a lookup at ``e`` only, against full frames without
     one, every block's call timed; the conditions interleaved frame by frame, in a new random order each
@@ -183,8 +185,9 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
                  seed: int = 0) -> dict[str, dict[str, list[float]]]:
     """What a block costs beyond its warm price when it has not run for some frames because they stopped at an exit
     point before it: its weights and code are no longer in the caches the later blocks and lookups of a full frame
-    would have kept warm. On this machine (2026-11-22) the last blocks cost 20-50% more in the frames of a cached
-    policy that reached them than in plain inference.
+    would have kept warm. Inside the runtime's frames of a cached policy (exits b1 and b6; 1,800 frames, 2026-11-22),
+    b7 cost 6 us more when the frame before had stopped at b6 than when it had run to the end, and 28 us more when
+    b7 had not run for 8 frames or more; this measurement gave 5 and 21 us minutes later.
 
     ``lt``'s exit points are the ones measured. For each exit ``e`` and gap ``g``: ``g`` frames that stop at ``e``
     (with the lookups on the way), then a full frame, whose block calls after ``e`` are timed; against a full frame
