@@ -176,7 +176,6 @@ def measured_components(log) -> dict[str, float]:  # noqa: ANN001
 
 def ran_block_means(log) -> dict[str, float]:  # noqa: ANN001
     """Each block's mean call time over the frames that ran it (a block the policy never reached is left out)."""
-
     ran = log.block_ms > 0
     return {b: float(log.block_ms[ran[:, j], j].mean()) for j, b in enumerate(log.blocks) if ran[:, j].any()}
 

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import export_default_bundle, run_main
 from engram.cli import cli
@@ -227,6 +229,32 @@ def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
     assert np.allclose(eng.after_lookup_ms, expected) and np.allclose(eng.compute_ms, expected)
     assert np.allclose(service, np.array(expected) / 1000.0)
     assert not eng.cold_ms.any()  # no cold table in this profile
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_property_cold_and_after_lookup_tables_round_trip_or_are_refused_with_their_field(data):
+    """Any gaps and non-negative prices round-trip; removing any one entry of either table is refused in one line
+    naming a field of the runtime section."""
+    gaps = sorted(set(data.draw(st.lists(st.integers(1, 64), min_size=1, max_size=5))))
+    price = st.floats(0.0, 10.0, allow_nan=False)
+    obj = _with_cold(_with_runtime(_profile_json()), gaps=tuple(gaps), value=lambda e, b, g: data.draw(price))
+    names = obj["model"]["blocks"]
+    obj["runtime"]["after_lookup"] = {e: {b: data.draw(price) for b in names[names.index(e) + 1:]}
+                                      for e in obj["model"]["exit_points"]}
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj and prof.runtime.cold_gaps == tuple(gaps)
+    table = data.draw(st.sampled_from(["cold", "after_lookup"]))
+    per_exit = obj["runtime"]["cold"]["after_exit"] if table == "cold" else obj["runtime"]["after_lookup"]
+    e = data.draw(st.sampled_from(sorted(per_exit)))
+    b = data.draw(st.sampled_from(sorted(per_exit[e])))
+    if table == "cold" and data.draw(st.booleans()):
+        per_exit[e][b].pop()  # one gap's price missing
+    else:
+        del per_exit[e][b]
+    with pytest.raises(FormatError, match=r"runtime\.") as err:
+        profile_from_json(obj, "p.json")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("edit, field", [
