@@ -43,8 +43,8 @@ METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.en
           "profile timed them ({timing}), interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
           "lookup = runtime.encoders encode, float16 rounding + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every "
           "exit of frames run through all blocks; update = CacheDecider.confirm after a frame through all blocks and lookups + the next frame's view "
-          "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit, against "
-          "after a full frame, conditions interleaved frame by frame, medians; after_lookup = block calls in full frames with a "
+          "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit, in steady "
+          "patterns, against full frames in a row, patterns interleaved, medians; after_lookup = block calls in full frames with a "
           "lookup at one exit against none, interleaved frame by frame, medians")
 
 
@@ -181,44 +181,53 @@ def measure_after_lookup(lt: LookupTimer, iterations: int, entries_index: int = 
     return out
 
 
+COLD_PERIODS = 6  # periods of a pattern run in a row; the first two (the pattern settling in) are not timed
+
+
 def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GAPS, entries_index: int = 0,
                  seed: int = 0) -> dict[str, dict[str, list[float]]]:
     """What a block costs beyond its warm price when it has not run for some frames because they stopped at an exit
-    point before it: its weights and code are no longer in the caches the later blocks and lookups of a full frame
-    would have kept warm. Inside the runtime's frames of a cached policy (exits b1 and b6; 1,800 frames, 2026-11-22),
-    b7 cost 6 us more when the frame before had stopped at b6 than when it had run to the end, and 28 us more when
-    b7 had not run for 8 frames or more; this measurement gave 5 and 21 us minutes later.
+    point before it: its weights and code are no longer in the caches. Inside the runtime's frames of a cached
+    policy (exits b1 and b6; 1,800 frames, 2026-11-22), b7 cost 34 us more than in plain inference when the frame
+    before had stopped at b6 and 57 us more when b7 had not run for 8 frames or more.
 
-    ``lt``'s exit points are the ones measured. For each exit ``e`` and gap ``g``: ``g`` frames that stop at ``e``
-    (with the lookups on the way), then a full frame, whose block calls after ``e`` are timed; against a full frame
-    after a full frame. All conditions are interleaved frame by frame, in a new random order each iteration, so that
-    the machine's slow and fast phases (seconds long here) hit them alike; medians over ``iterations``. Returns
-    ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0."""
+    For each exit ``e`` and gap ``g``, a steady pattern: ``g`` frames that stop at ``e`` (with the lookups on the
+    way), then a full frame whose block calls are timed, ``COLD_PERIODS`` times in a row; against full frames in a
+    row. What the blocks cost depends on more than the last frame: interleaving single periods of the conditions
+    frame by frame had measured b7 after b6 at 5-21 us for gaps 1-8, where steady patterns gave 32-50 (and the
+    runtime's frames 34-57). The patterns are interleaved in a new random order each iteration (each lasts well
+    under the machine's slow and fast phases, seconds long here); medians over the timed frames, made
+    non-decreasing in the gap. Returns ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0."""
     rng = np.random.default_rng(seed)
     nb = len(lt.blocks.functions)
     names = list(lt.blocks.names)
     conds = [(None, 0)] + [(e, int(g)) for e in lt.exits for g in gaps]
     lookups = np.empty(len(lt.exits))
-    timed = np.empty((len(conds), iterations, nb))
+    kept = COLD_PERIODS - 2
+    timed = np.empty((len(conds), iterations * kept, nb))
     lt.use_entries(entries_index)
     for _ in range(2):  # warm-up
         lt.frame(nb, lookups)
     for i in range(iterations):
         for c in rng.permutation(len(conds)):
             e, g = conds[c]
-            if e is None:
-                lt.frame(nb, lookups)
-            else:
-                stop = names.index(e) + 1
+            stop = nb if e is None else names.index(e) + 1
+            for r in range(COLD_PERIODS):
                 for _ in range(g):
                     lt.frame(stop, lookups)
-            lt.frame(nb, lookups, timed[c, i])
+                lt.frame(nb, lookups, timed[c, i * kept + r - 2] if r >= 2 else None)
+    from scipy.optimize import isotonic_regression
+
     med = np.median(timed, axis=1) * 1000.0  # (conditions, blocks)
     out: dict[str, dict[str, list[float]]] = {}
     for e in lt.exits:
         k = names.index(e)
-        rows = [med[conds.index((e, int(g)))] - med[0] for g in gaps]
-        out[e] = {names[j]: [round(max(0.0, float(r[j])), 6) for r in rows] for j in range(k + 1, nb)}
+        rows = np.array([med[conds.index((e, int(g)))] - med[0] for g in gaps])  # (gaps, blocks)
+        # More frames in between can only push more out of the caches: each block's prices are made non-decreasing
+        # in the gap (a least-squares fit), which evens out single medians (one measurement gave b3 after b1
+        # 9, 23, 7, 9 us at gaps 1, 2, 4, 8).
+        out[e] = {names[j]: [round(max(0.0, float(v)), 6) for v in isotonic_regression(rows[:, j]).x]
+                  for j in range(k + 1, nb)}
     return out
 
 
@@ -272,7 +281,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     exits, dims, dmax = lt.exits, lt.dims, lt.dmax
     say("cold blocks")
     at16 = lt.entries.index(16) if 16 in lt.entries else 0
-    cold = measure_cold(lt, max(20, calls // 2), entries_index=at16, seed=seed)
+    cold = measure_cold(lt, max(5, calls // 25), entries_index=at16, seed=seed)
     say("blocks after a lookup")
     after_lookup = measure_after_lookup(lt, max(40, calls), entries_index=at16, seed=seed)
     pc = time.perf_counter

@@ -403,6 +403,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     for e, per_block in prof.runtime.cold_ms.items():
         assert list(per_block) == names[names.index(e) + 1:]
         assert all(len(v) == len(COLD_GAPS) and min(v) >= 0 for v in per_block.values())
+        assert all(list(v) == sorted(v) for v in per_block.values())  # non-decreasing in the gap
     assert from_profile(prof).processor(None).cold_ms.keys() == prof.runtime.cold_ms.keys()
     assert set(prof.runtime.after_lookup_ms) == set(prof.model.exit_points)
     for e, per_block in prof.runtime.after_lookup_ms.items():
