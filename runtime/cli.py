@@ -265,8 +265,8 @@ def _format_validation(r: dict) -> str:
                              if r.get("predicted_now_cold_ms") or r.get("predicted_now_after_lookup_ms") else "")]
                         if "components_ms" in r else []),
                       *([f"the runtime's lookups now {r['lookups_now_ms']:.4f} ms against {r['lookups_profiled_ms']:.4f} ms "
-                         f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries): "
-                         f"({r['lookup_probe_samples']} probes between the runs' chunks): the prediction at the current "
+                         f"profiled ({r['lookup_drift']:+.1%}, at {', '.join(map(str, r['lookup_probe_entries']))} entries; "
+                         f"{r['lookup_probe_samples']} probes between the runs' chunks): the prediction at the current "
                          "speed scales the decider's work by this"]
                         if "lookup_drift" in r else []),
                       *([f"the blocks ran on {r['device']}: measured latencies are the host's clock around remote calls "
