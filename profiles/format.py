@@ -577,6 +577,17 @@ def _prod(shape: Sequence[int]) -> int:
     return n
 
 
+def _check_after_exits(per_exit: Mapping[str, Mapping[str, Any]], exits: Sequence[str], names: Sequence[str],
+                       path: str | None, field: str) -> None:
+    """A table keyed by exit point, then by every block after that exit point (and no other)."""
+    for e, per_block in per_exit.items():
+        if e not in exits:
+            raise FormatError(f"{e!r} is not an exit point", path=path, field=f"{field}.{e}")
+        after = list(names[list(names).index(e) + 1:])
+        if sorted(per_block) != sorted(after):
+            raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path, field=f"{field}.{e}")
+
+
 def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
     dev, model, blocks = obj["device"], obj["model"], obj["blocks"]
     procs = [p["name"] for p in dev["processors"]]
@@ -716,24 +727,15 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
             gaps = list(cold["gaps"])
             if any(b <= a for a, b in zip(gaps, gaps[1:])):
                 raise FormatError("gaps must increase", path=path, field="runtime.cold.gaps")
+            _check_after_exits(cold["after_exit"], exits, names, path, "runtime.cold.after_exit")
             for e, per_block in cold["after_exit"].items():
-                if e not in exits:
-                    raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.cold.after_exit.{e}")
-                after = names[names.index(e) + 1:]
-                if sorted(per_block) != sorted(after):
-                    raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path,
-                                      field=f"runtime.cold.after_exit.{e}")
                 for b, ys in per_block.items():
                     if len(ys) != len(gaps) or not all(_num_ok(v) for v in ys):
                         raise FormatError(f"needs {len(gaps)} finite values, one per gap", path=path,
                                           field=f"runtime.cold.after_exit.{e}.{b}")
-        for e, per_block in (rt.get("after_lookup") or {}).items():
-            if e not in exits:
-                raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.after_lookup.{e}")
-            after = names[names.index(e) + 1:]
-            if sorted(per_block) != sorted(after):
-                raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path,
-                                  field=f"runtime.after_lookup.{e}")
+        after_lookup = rt.get("after_lookup") or {}
+        _check_after_exits(after_lookup, exits, names, path, "runtime.after_lookup")
+        for e, per_block in after_lookup.items():
             if not all(_num_ok(v) for v in per_block.values()):
                 raise FormatError("values must be finite numbers", path=path, field=f"runtime.after_lookup.{e}")
 

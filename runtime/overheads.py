@@ -198,6 +198,8 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
     runtime's frames 34-57). The patterns are interleaved in a new random order each iteration (each lasts well
     under the machine's slow and fast phases, seconds long here); medians over the timed frames, made
     non-decreasing in the gap. Returns ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0."""
+    from scipy.optimize import isotonic_regression
+
     rng = np.random.default_rng(seed)
     nb = len(lt.blocks.functions)
     names = list(lt.blocks.names)
@@ -216,8 +218,6 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
                 for _ in range(g):
                     lt.frame(stop, lookups)
                 lt.frame(nb, lookups, timed[c, i * kept + r - 2] if r >= 2 else None)
-    from scipy.optimize import isotonic_regression
-
     med = np.median(timed, axis=1) * 1000.0  # (conditions, blocks)
     out: dict[str, dict[str, list[float]]] = {}
     for e in lt.exits:

@@ -114,6 +114,18 @@ def _interp(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
 UPDATE_PER_LOOKUP = 1.0
 
 
+def _over_blocks(per_exit: Mapping[str, Mapping[str, object]], blocks: Sequence[str],
+                 each: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """``{exit: {block after it: value(s)}}`` as ``{exit: array over every block}`` (0 up to the exit's block)."""
+    out = {}
+    for e, per_block in per_exit.items():
+        t = np.zeros((len(blocks), *each))
+        for b, v in per_block.items():
+            t[blocks.index(b)] = v
+        out[e] = t
+    return out
+
+
 def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> DeviceModel:
     """Arrays from a ``profiles.format.Profile`` (median latencies)."""
     blocks = tuple(profile.block_names)
@@ -134,17 +146,9 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
             extra[0] += rt.frame_ms
             ms = ms + extra
             mj = mj + extra * active / 1000.0
-        cold: dict[str, np.ndarray] = {}
-        if rt is not None and rt.processor == p and rt.cold_ms is not None:
-            for e, per_block in rt.cold_ms.items():
-                t = np.zeros((len(blocks), len(rt.cold_gaps or ())))
-                for b, ys in per_block.items():
-                    t[blocks.index(b)] = ys
-                cold[e] = t
-        after: dict[str, np.ndarray] = {}
-        if rt is not None and rt.processor == p and rt.after_lookup_ms is not None:
-            for e, per_block in rt.after_lookup_ms.items():
-                after[e] = np.array([per_block.get(b, 0.0) for b in blocks], dtype=np.float64)
+        own = rt is not None and rt.processor == p
+        cold = _over_blocks(rt.cold_ms, blocks, (len(rt.cold_gaps or ()),)) if own and rt.cold_ms else {}
+        after = _over_blocks(rt.after_lookup_ms, blocks, ()) if own and rt.after_lookup_ms else {}
         procs[p] = ProcessorCosts(p, ms, mj, idle, active, cold, tuple(rt.cold_gaps or ()) if cold else (), after)
     if not procs:
         raise EngramError("the profile has no processor with a latency for every block", path=profile.path, field="blocks")

@@ -54,11 +54,12 @@ class Engine:
         # frames stopped before them (which processed frame each block last ran in, where the previous one stopped),
         # and after a lookup in the same frame.
         nb = len(self.proc.block_ms)
-        self._cold = self.proc.cold_by_gap()
-        self._exit_block = {k: int(b) for k, b in enumerate(blocks)}
+        cold = self.proc.cold_by_gap()
+        self._cold = [cold.get(e) for e in enabled] if cold else None  # per enabled exit, (blocks, gaps + 1)
+        self._exit_block = [int(b) for b in blocks]
         self._last_ran = np.full(nb, -1, dtype=np.int64)
         self._served = 0
-        self._prev_stop: str | None = None
+        self._prev_stop = -1  # enabled exit the previous processed frame stopped at (-1: it did not stop at one)
         after = self.proc.after_lookup_ms
         self._after = np.array([after.get(e, np.zeros(nb)) for e in enabled]).reshape(E, nb) if after else None
         self._enabled_index = {e: k for k, e in enumerate(enabled)}
@@ -70,13 +71,13 @@ class Engine:
         price: those that earlier frames skipped by stopping at an exit point before them (cold), and those after
         one of its own lookups."""
         service = self.decide(i)
-        if not self._cold and self._after is None:
+        if self._cold is None and self._after is None:
             return service
         pos = int(self.exit_pos[i])
         ran = len(self._last_ran) if pos == FULL else self._exit_block[pos] + 1 if pos >= 0 else 0
         cold = after = 0.0
-        table = self._cold.get(self._prev_stop) if self._prev_stop is not None else None
-        if table is not None and ran > (first := self.device.exit_block_index(self._prev_stop) + 1):
+        table = self._cold[self._prev_stop] if self._cold is not None and self._prev_stop >= 0 else None
+        if table is not None and ran > (first := self._exit_block[self._prev_stop] + 1):
             gaps = np.minimum(self._served - self._last_ran[first:ran] - 1, table.shape[1] - 1)
             cold = float(table[np.arange(first, ran), gaps].sum())
         if self._after is not None and ran:
@@ -89,7 +90,7 @@ class Engine:
             after = float(self._after[owner[sel], sel].sum())
         self._last_ran[:ran] = self._served
         self._served += 1
-        self._prev_stop = self.enabled[pos] if pos >= 0 else None
+        self._prev_stop = pos if pos >= 0 else -1
         extra = cold + after
         if extra:
             self.cold_ms[i], self.after_lookup_ms[i] = cold, after

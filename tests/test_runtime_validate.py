@@ -196,7 +196,6 @@ def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_lon
 def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
     """A scripted sequence through serve(): each block after a lookup of the frame costs the after-lookup price of
     the latest exit point looked up before it; blocks before the first lookup, and frames without one, nothing."""
-
     from simulator.engines import FULL, Engine
 
     obj = _with_runtime(_profile_json())
