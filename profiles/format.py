@@ -210,7 +210,8 @@ class RuntimeOverheads:
     lookups (copying the frame in, the answer, bookkeeping); ``lookup``: the runtime's own encode + search at each
     exit point against ``entries`` cached entries (replaces the kernel lookup table); ``update_ms``: its cache
     update after a frame that ran to the end; ``temporal_ms``: what the ``temporal`` exit metric adds per frame
-    (the drift from the last confirmed frame, at the first enabled exit).
+    (the drift from the last confirmed frame, at the first enabled exit); ``input_ms``: a policy's input level
+    (``input_reuse``) on every frame, describing the frame and comparing it with the last one that ran the model.
     """
 
     source: str  # measured-runtime
@@ -227,6 +228,7 @@ class RuntimeOverheads:
     cold_gaps: tuple[int, ...] | None = None  # frames since a block last ran
     cold_ms: Mapping[str, Mapping[str, tuple[float, ...]]] | None = None  # exit -> block after it -> extra ms per gap
     after_lookup_ms: Mapping[str, Mapping[str, float]] | None = None  # exit -> block after it -> extra ms
+    input_ms: float | None = None  # an input level's probe per frame: describing the frame, one comparison
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
@@ -235,6 +237,7 @@ class RuntimeOverheads:
         out.update({"frame_ms": self.frame_ms, "dispatch_ms": dict(self.dispatch_ms), "update_ms": self.update_ms,
                     **({} if self.hit_ms is None else {"hit_ms": self.hit_ms}),
                     **({} if self.temporal_ms is None else {"temporal_ms": self.temporal_ms}),
+                    **({} if self.input_ms is None else {"input_ms": self.input_ms}),
                     "lookup": None if self.lookup_ms is None else {
                         "entries": list(self.lookup_entries or ()),
                         "exits": {k: list(v) for k, v in self.lookup_ms.items()}}})
@@ -256,7 +259,8 @@ class RuntimeOverheads:
                    None if cold is None else {e: {b: tuple(float(x) for x in v) for b, v in d.items()}
                                               for e, d in cold["after_exit"].items()},
                    None if obj.get("after_lookup") is None else {e: {b: float(v) for b, v in d.items()}
-                                                                 for e, d in obj["after_lookup"].items()})
+                                                                 for e, d in obj["after_lookup"].items()},
+                   obj.get("input_ms"))
 
 
 @dataclass(frozen=True)

@@ -182,12 +182,15 @@ def ran_block_means(log) -> dict[str, float]:  # noqa: ANN001
 
 def predicted_components(engine, frame_ms: float) -> dict[str, float]:  # noqa: ANN001
     """The same parts as the simulator charged them: blocks with their dispatch, lookups with the temporal metric's
-    drift, updates or hits, and the profile's per-frame overhead ``frame_ms`` (charged with every frame's first
-    block)."""
+    drift and the input level's probe, updates or hits, and the profile's per-frame overhead ``frame_ms`` (charged
+    with the first block of every frame that runs one: not with a frame the input level answers)."""
     import numpy as np
 
-    return {"blocks": float(np.mean(engine.compute_ms)) - frame_ms, "lookups": float(np.mean(engine.lookup_ms)),
-            "updates": float(np.mean(engine.update_ms)), "frame": frame_ms}
+    from simulator.foggycache import INPUT
+
+    frame = frame_ms * float(np.mean(engine.exit_pos != INPUT)) if len(engine.exit_pos) else 0.0
+    return {"blocks": float(np.mean(engine.compute_ms)) - frame, "lookups": float(np.mean(engine.lookup_ms)),
+            "updates": float(np.mean(engine.update_ms)), "frame": frame}
 
 
 def validation_report(sim, plain_sim, log, plain_log, true_class) -> dict:

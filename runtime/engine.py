@@ -1,6 +1,8 @@
 """The runtime: a bundle's policy run for real, frame by frame, block by block.
 
-Per frame: copy the frame to the device, run the blocks in order (TVM executables); after each block an enabled
+Per frame: with a policy that has an input level (``input_reuse``, :class:`runtime.input_level.InputLevel`),
+describe the frame and reuse the answer of the video's last frame that ran the model if the frame is still like
+it; otherwise copy the frame to the device, run the blocks in order (TVM executables); after each block an enabled
 exit point follows, pool, centre, project and normalise the feature map with that exit's encoder and search the
 semantic cache (:class:`runtime.smtm.CacheDecider`: the simulator's SMTM semantics); stop at the first
 confident exit with the cached class, else run to the end and let the model's answer update the cache. The
@@ -30,16 +32,18 @@ import numpy as np
 
 from engram.errors import EngramError, MismatchError
 from runtime.bundle import Bundle
+from runtime.input_level import InputLevel
 from runtime.smtm import FULL, CacheDecider
 
 NO_HIT = -1
+INPUT = -3  # exit_index of a frame answered by the input level (no block ran), as the simulator's
 SEARCH_DTYPE = np.float16  # the recorded traces' vector precision (traces/FORMAT.md)
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    exit: str | None  # exit point the frame left at (None: it ran the whole model)
-    exit_index: int  # index into the enabled exits, FULL (-1) for the whole model
+    exit: str | None  # exit point the frame left at ("input": the input level; None: it ran the whole model)
+    exit_index: int  # index into the enabled exits, FULL (-1) for the whole model, INPUT (-3) for the input level
     answer: int
     level: int  # cache level of the hit: 0 hot, 1 cold, -1 none
     latency_ms: float  # the whole frame: blocks, encodings and lookups, cache update
@@ -55,7 +59,7 @@ class RunLog:
 
     enabled: tuple[str, ...]
     blocks: tuple[str, ...]
-    exit_index: np.ndarray  # (n,) int, FULL for the whole model
+    exit_index: np.ndarray  # (n,) int, FULL for the whole model, INPUT for the input level
     answer: np.ndarray  # (n,) int
     level: np.ndarray  # (n,) int8
     latency_ms: np.ndarray  # (n,)
@@ -70,13 +74,15 @@ class RunLog:
 
     @property
     def exits(self) -> list[str | None]:
-        return [None if k == FULL else self.enabled[k] for k in self.exit_index]
+        return [None if k == FULL else "input" if k == INPUT else self.enabled[k] for k in self.exit_index]
 
     def summary(self, true_class: np.ndarray | None = None) -> dict[str, Any]:
         """Measured metrics, named like the simulator's (``simulator.metrics``) where they mean the same."""
         n = len(self)
         lat = self.latency_ms
         hist = {e: int(np.count_nonzero(self.exit_index == k)) for k, e in enumerate(self.enabled)}
+        if np.any(self.exit_index == INPUT):
+            hist = {"input": int(np.count_nonzero(self.exit_index == INPUT)), **hist}
         hist["full"] = int(np.count_nonzero(self.exit_index == FULL))
         m: dict[str, Any] = {
             "frames": n,
@@ -117,6 +123,7 @@ class Runtime:
         self.dims = tuple(enc.dims for enc in self.encoders)
         self.dmax = max(self.dims) if self.dims else 1
         self.decider: CacheDecider | None = None
+        self.input_level: InputLevel | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -124,6 +131,8 @@ class Runtime:
         if self.kind == "smtm":
             self.decider = CacheDecider(self.policy, self.enabled, tuple(self.bundle.model.exit_points), self.dims,
                                         self.bundle.model.num_classes)
+            reuse = self.policy.input_reuse
+            self.input_level = InputLevel(reuse.similarity, reuse.max_run) if reuse is not None else None
         self._vec = np.zeros((len(self.enabled), self.dmax), dtype=np.float32)
 
     # -- per frame -----------------------------------------------------------------------------------------
@@ -139,6 +148,16 @@ class Runtime:
         block_ms = np.zeros(nb)
         lookup_s = 0.0
         entries = 0
+        level_in = self.input_level
+        if level_in is not None:
+            # Before the copy-in: a frame that reuses an answer never touches the device.
+            desc = level_in.describe(frame)
+            reused = level_in.reuse(desc, new_video)
+            lookup_s = time.perf_counter() - t0
+            if reused is not None:
+                t1 = time.perf_counter()
+                return FrameResult("input", INPUT, reused, NO_HIT, (t1 - t0) * 1000.0, block_ms, lookup_s * 1000.0,
+                                   0.0, 0)
         if dec is not None:
             dec.begin(t, new_video)
             entries = dec.K
@@ -167,6 +186,8 @@ class Runtime:
             tu = time.perf_counter()
             if dec is not None:
                 dec.confirm(answer, vec)
+        if level_in is not None:
+            level_in.ran(desc, answer)
         t1 = time.perf_counter()
         return FrameResult(None if k_exit == FULL else self.enabled[k_exit], k_exit, answer, level, (t1 - t0) * 1000.0,
                            block_ms, lookup_s * 1000.0, (t1 - tu) * 1000.0, entries)

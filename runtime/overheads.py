@@ -25,7 +25,9 @@ parts with the runtime's own code on this machine:
 - ``cold``: what a block costs beyond its warm price when the frames before it stopped at an exit point before
   the block, by exit point and by how many frames ago the block last ran (:func:`measure_cold`).
 - ``after_lookup``: what a block costs beyond its plain price in a frame that looked the cache up at an exit point
-  before it, by exit point (:func:`measure_after_lookup`).
+  before it, by exit point (:func:`measure_after_lookup`);
+- ``input_ms``: a policy's input level (:class:`runtime.input_level.InputLevel`) at the start of a frame after a
+  full one: describing the new frame and comparing it with the last one that ran the model.
 
 Medians throughout, so that interference from other processes (which only ever slows a run down) counts little.
 """
@@ -326,10 +328,24 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
         drifts.append(t1 - t0)
     hit_ms = round(float(np.median(hits)) * 1000.0, 6)
     temporal_ms = round(float(np.median(drifts)) * 1000.0, 6)
+    # The input level's probe, at the start of a frame after a full one: describe a new frame, compare it with the
+    # last one that ran the model (a miss, so that every probe compares).
+    say("input level")
+    from runtime.input_level import InputLevel
+
+    level = InputLevel(1.0 + 1e-6, 1)
+    level.ran(level.describe(lt.frames[0]), 0)
+    probes = []
+    for i in range(calls):
+        lt.frame(nb, looked)
+        t0 = pc()
+        level.reuse(level.describe(lt.frames[(i + 1) % len(lt.frames)]), False)
+        probes.append(pc() - t0)
+    input_ms = round(float(np.median(probes)) * 1000.0, 6)
     timing = "blocks in context, kernels.tvm.timing.ChainTimer" if in_context else "TVM time_evaluator of each block"
     return {"source": "measured-runtime", "method": METHOD.format(timing=timing), "processor": "cpu",
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
-            "temporal_ms": temporal_ms,
+            "temporal_ms": temporal_ms, "input_ms": input_ms,
             "lookup": {"entries": [int(n) for n in entries], "exits": lookup},
             "cold": {"gaps": list(COLD_GAPS), "after_exit": cold}, "after_lookup": after_lookup}
 
@@ -457,4 +473,5 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
                                          after_lookup_ms={e: t * cold_factor for e, t in pc.after_lookup_ms.items()})
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
+                               input_ms=None if device.input_ms is None else device.input_ms * g,
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

@@ -58,6 +58,7 @@ class DeviceModel:
     source: str = ""
     hit_ms: float = 0.0  # recording a cache hit (the runtime's bookkeeping; 0 unless the profile measured it)
     temporal_ms: float = 0.0  # the temporal exit metric's drift per frame (0 unless the profile measured it)
+    input_ms: float | None = None  # an input level's descriptor and comparison per frame (None: not measured)
 
     def __post_init__(self) -> None:
         for e in self.exits:
@@ -72,6 +73,15 @@ class DeviceModel:
             return self.processors[p]
         except KeyError:
             raise EngramError(f"processor {p!r} is not in the profile (it has: {', '.join(self.processors)})") from None
+
+    def input_reuse_cost(self, processor: str | None = None) -> tuple[float, float]:
+        """(ms, mJ) of an input level's probe on every frame: describing the input and comparing it with one
+        stored descriptor. Where the runtime's overheads were not measured, it is charged as a lookup at the
+        model's first exit against one entry (averaging the frame down and one dot product are of the same order
+        as pooling and projecting that exit's small feature map)."""
+        if self.input_ms is not None:
+            return self.input_ms, self.input_ms * self.processor(processor).active_mw / 1000.0
+        return self.lookup_cost(self.exits[0], 1) if self.exits else (0.0, 0.0)
 
     def exit_block_index(self, exit: str) -> int:
         return self.blocks.index(exit)
@@ -161,6 +171,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
     update_ms = None
     hit_ms = float(rt.hit_ms) if rt is not None and rt.hit_ms is not None else 0.0
     temporal_ms = float(rt.temporal_ms) if rt is not None and rt.temporal_ms is not None else 0.0
+    input_ms = float(rt.input_ms) if rt is not None and rt.input_ms is not None else None
     if rt is not None and rt.lookup_ms is not None:
         # The runtime's own encode + search, at the kernel table's entry counts; energy at the kernel table's
         # power (its mJ per ms at each point).
@@ -198,6 +209,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
         source=str(profile.path or profile.device.name),
         hit_ms=hit_ms,
         temporal_ms=temporal_ms,
+        input_ms=input_ms,
     )
 
 

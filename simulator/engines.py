@@ -47,6 +47,7 @@ class Engine:
         self.update_ms = np.zeros(n)
         self.energy_mj = np.zeros(n)  # active energy of the frame
         self.entries = np.zeros(n, dtype=np.int64)  # cache entries when the frame was decided
+        self.input_ms = np.zeros(n)  # an input level's probe before the model (part of lookup_ms)
         self.lookups = np.zeros((n, E))  # lookup time charged at each enabled exit (for the timeline)
         self.cache_bytes = 0  # peak
         self.scene_changes: list[int] = []  # frames at which a scene change was acted on

@@ -110,6 +110,21 @@ class FoggyCacheConfig(_Strict):
     seed: int = Field(0, ge=0, description="Seed of the random hyperplanes.")
 
 
+class InputReuseConfig(_Strict):
+    """An input level in front of the semantic cache (an Engram variant, not in the SMTM paper).
+
+    Every frame's cheap input descriptor (the frame averaged to a 4x4 RGB thumbnail, centred, L2-normalised: the
+    recorded ``input_desc``) is compared with that of the last frame of the same video that ran the model. While
+    the cosine similarity stays at least ``similarity``, the frame reuses that frame's answer and runs no block, at
+    most ``max_run`` frames in a row. The oracle, given this level, reuses whenever the answer is the full model's
+    (within ``max_run``, which is part of the level, not of its metric).
+    """
+
+    similarity: float = Field(0.95, ge=-1, le=1, description="Cosine similarity to the last frame that ran the "
+                              "model at which a frame reuses its answer.")
+    max_run: int = Field(8, ge=1, le=1024, description="Frames in a row that may reuse one answer.")
+
+
 class BranchyConfig(_Strict):
     """BranchyNet-style exits: stop at the first enabled exit whose head's softmax entropy is low enough."""
 
@@ -134,6 +149,8 @@ class Policy(_Strict):
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
     deepcache: DeepCacheConfig | None = None
     foggycache: FoggyCacheConfig | None = None
+    input_reuse: InputReuseConfig | None = Field(None, description="smtm and oracle only: the input level in front "
+                                                 "of the semantic cache (None: none).")
     branchy: BranchyConfig | None = None
     queue: QueueConfig = Field(default_factory=QueueConfig)
 
@@ -144,6 +161,8 @@ class Policy(_Strict):
         for section in needs.get(self.kind, ()):
             if getattr(self, section) is None:
                 raise ValueError(f"a {self.kind!r} policy needs a {section!r} section")
+        if self.input_reuse is not None and self.kind not in ("smtm", "oracle"):
+            raise ValueError(f"input_reuse is a level of the semantic cache; a {self.kind!r} policy cannot have one")
         if self.exits is not None and len(set(self.exits)) != len(self.exits):
             raise ValueError("exits lists an exit point twice")
         return self

@@ -74,7 +74,7 @@ def oracle_for(policy: Policy) -> Policy:
     cache = policy.cache or default_cache()
     adaptation = policy.adaptation if policy.cache is not None else default_adaptation()
     return Policy(name=f"oracle[{policy.name}]", kind="oracle", processor=policy.processor, exits=policy.exits,
-                  cache=cache, adaptation=adaptation, queue=policy.queue)
+                  cache=cache, adaptation=adaptation, queue=policy.queue, input_reuse=policy.input_reuse)
 
 
 def simulate(workload: Workload, device: DeviceModel, policy: Policy, calibration: Workload | None = None,

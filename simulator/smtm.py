@@ -39,6 +39,7 @@ from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
 from simulator.engines import FULL, Engine
 from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, bias_terms, drift
+from simulator.foggycache import INPUT
 
 NEG = -np.inf
 MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)
@@ -161,10 +162,40 @@ class SmtmEngine(Engine):
         t_ms = float(getattr(device, "temporal_ms", 0.0)) if self.temporal else 0.0
         self.temporal_cost = np.array([t_ms, t_ms * self.proc.active_mw / 1000.0])
         self._cost_memo: dict[int, np.ndarray] = {}
+        # The input level (policy ``input_reuse``): the last frame that ran the model, and frames reusing it since.
+        self.reuse = policy.input_reuse
+        self.D = w.input_desc
+        self.r_anchor, self.r_run = -1, 0
+        self.r_cost = device.input_reuse_cost(policy.processor) if self.reuse is not None else (0.0, 0.0)
         self._tab_memo: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     # -- per frame ---------------------------------------------------------------------------------------
     def decide(self, i: int) -> float:
+        if self.reuse is None:
+            return self._decide_cache(i)
+        w = self.w
+        a = self.r_anchor
+        if (a >= 0 and w.video[a] == w.video[i] and self.r_run < self.reuse.max_run
+                and (int(self.answer[a]) == int(w.prediction[i]) if self.oracle
+                     else float(self.D[i] @ self.D[a]) >= self.reuse.similarity)):
+            self.r_run += 1
+            self.exit_pos[i] = INPUT
+            self.answer[i] = self.answer[a]
+            self.lookup_ms[i] = self.input_ms[i] = self.r_cost[0]
+            self.energy_mj[i] = self.r_cost[1]
+            if self.track_prev:
+                self.prev_answer = int(self.answer[i])
+                self.prev_video = int(w.video[i])
+            return self.r_cost[0] / 1000.0
+        self.r_anchor, self.r_run = i, 0
+        service = self._decide_cache(i)
+        self.lookup_ms[i] += self.r_cost[0]
+        self.input_ms[i] = self.r_cost[0]
+        self.energy_mj[i] += self.r_cost[1]
+        return service + self.r_cost[0] / 1000.0
+
+    def _decide_cache(self, i: int) -> float:
+        """Frame ``i`` through the semantic cache (its exits, then the full model)."""
         w = self.w
         if w.video[i] != self.cur_video:
             self.cur_video = int(w.video[i])

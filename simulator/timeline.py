@@ -57,9 +57,10 @@ def build_events(result, workload, device, max_frames: int | None = 3000) -> lis
             events.append({"name": "reuse", "ph": "i", "s": "t", "ts": t, "pid": PID, "tid": PROC_TID,
                            "args": {"frame": i, "answer": int(eng.answer[i])}})
             continue
-        if eng.kind == "foggycache" and eng.lookup_ms[i] > 0:  # the input-cache probe that missed, before the model
-            events.append(_x("input-cache lookup", "lookup", t, eng.lookup_ms[i] * 1000, PROC_TID, {"frame": i}))
-            t += eng.lookup_ms[i] * 1000
+        probe = eng.lookup_ms[i] if eng.kind == "foggycache" else eng.input_ms[i]
+        if probe > 0:  # the input-level probe that missed, before the model
+            events.append(_x("input-cache lookup", "lookup", t, probe * 1000, PROC_TID, {"frame": i}))
+            t += probe * 1000
         lookups = dict(eng.lookup_breakdown(i)) if pos != FULL or eng.lookup_ms[i] > 0 else {}
         last_block = len(block_names) - 1 if pos == FULL else exit_block[result.enabled[pos]]
         if eng.kind == "deepcache":

@@ -451,6 +451,41 @@ def test_other_policies_decide_as_in_the_simulator(name, run, compiled, piece, o
         assert not np.array_equal(_simulate(sub, vec16, pred, plain).exit_pos, log.exit_index)
 
 
+@pytest.mark.parametrize("metric", ["temporal", "calibrated"])
+def test_input_level_decides_as_in_the_simulator(metric, run, compiled, piece, own, tmp_path):
+    """A policy with an input level: the runtime describes every frame as the recorder did and reuses answers on the
+    frames where the simulator does; those frames run no block."""
+    from runtime.engine import INPUT
+    from runtime.input_level import InputLevel
+    from simulator.policy import InputReuseConfig
+    from simulator.run import simulate
+
+    bundle, _, _ = run
+    rows, frames, sub = piece
+    vec, pred = own
+    base = _other_policy("temporal-working-set", bundle.policy.metric.calibration)
+    if metric == "calibrated":
+        base = bundle.policy.model_copy(update={"name": "calibrated"})
+    policy = base.model_copy(update={"name": f"{metric}-input-level",
+                                     "input_reuse": InputReuseConfig(similarity=0.97, max_run=3)})
+    level = InputLevel(0.97, 3)
+    assert np.array_equal(np.stack([level.describe(f) for f in frames]), sub.input_desc)  # the recorded descriptors
+
+    predicted = simulate(sub, shipped_device(), policy, with_oracle=False).metrics
+    b = read_bundle(export_bundle(policy, PROFILE, tmp_path / policy.name, predicted), bundle.fingerprint)
+    assert b.policy.input_reuse == policy.input_reuse
+    log = Runtime(b, compiled[0]).run(frames, sub.arrival_s, sub.new_video)
+    engine = _simulate(sub, vec.astype(np.float16).astype(np.float32), pred, b.policy)
+    assert _same(engine, log).all()
+    reused = log.exit_index == INPUT
+    assert 0 < reused.sum() < len(log) and (log.level == 0).any() and (log.exit_index == FULL).any()
+    assert np.all(log.block_ms[reused] == 0) and np.all(log.update_ms[reused] == 0)
+    assert np.all(log.answer[reused] == log.answer[np.flatnonzero(reused) - 1])  # the answer before it
+    assert not reused[sub.new_video].any()
+    assert log.summary()["exit_histogram"]["input"] == int(reused.sum())
+    assert [x for x, r in zip(log.exits, reused) if r] == ["input"] * int(reused.sum())
+
+
 def test_runtime_log(run, piece):
     bundle, rt, log = run
     rows, frames, sub = piece

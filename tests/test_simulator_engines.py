@@ -258,6 +258,77 @@ def test_foggycache_reuses_after_enough_homogeneous_neighbours():
     assert r.metrics["exit_histogram"]["input"] == 6
 
 
+def _desc(angles_deg) -> np.ndarray:
+    """Unit input descriptors in one plane, at the given angles (cosine similarity = cos of the difference)."""
+    a = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    d = np.zeros((len(a), 48), np.float32)
+    d[:, 0], d[:, 1] = np.cos(a), np.sin(a)
+    return d
+
+
+def test_input_level_reuses_the_last_model_answer_while_the_input_stays_alike():
+    from simulator.policy import InputReuseConfig
+
+    # Frames 0-6 drift by 5 degrees a frame (cos 5 = 0.996, cos 10 = 0.985, cos 15 = 0.966), frame 7 jumps; frame 8
+    # starts a new video with the same picture as frame 7.
+    desc = _desc([0, 5, 10, 15, 20, 25, 30, 90, 90, 90])
+    classes = [3, 3, 3, 3, 3, 3, 3, 5, 5, 5]
+    video = [0] * 8 + [1] * 2
+    w = hand_workload(classes, input_desc=desc, video=video)
+    dev = hand_device()
+    pol = smtm(0.9).model_copy(update={"input_reuse": InputReuseConfig(similarity=0.98, max_run=2)})
+    e = simulate(w, dev, pol).engine
+    # Compared with the last frame that ran the model, not with the previous frame: frame 3 is 15 degrees from
+    # frame 0 (0.966 < 0.98) and runs; frame 6 reuses nothing beyond max_run; a new video starts over (frame 8 is
+    # the semantic cache's: it has class 5 from frame 7).
+    assert list(e.exit_pos) == [FULL, INPUT, INPUT, 0, INPUT, INPUT, 0, FULL, 0, INPUT]
+    assert list(e.answer) == classes
+    gated = e.exit_pos == INPUT
+    probe_ms, probe_mj = dev.input_reuse_cost()
+    assert probe_ms == pytest.approx(lookup_ms(1))  # no runtime section: a lookup at the first exit, one entry
+    # Every frame pays the probe; a reusing frame pays nothing else.
+    assert np.all(e.compute_ms[gated] == 0) and np.all(e.update_ms[gated] == 0)
+    assert e.lookup_ms[gated] == pytest.approx(np.full(gated.sum(), probe_ms))
+    assert e.energy_mj[gated] == pytest.approx(np.full(gated.sum(), probe_mj))
+    plain = simulate(w, dev, smtm(0.9)).engine
+    assert plain.exit_pos[3] == 0 and plain.exit_pos[6] == 0  # the same cache decisions without the level
+    ran = ~gated
+    assert e.lookup_ms[ran] == pytest.approx(plain.lookup_ms[ran] + probe_ms)
+    assert e.compute_ms[ran] == pytest.approx(plain.compute_ms[ran])
+    m = simulate(w, dev, pol).metrics
+    assert m["exit_histogram"]["input"] == 5
+
+
+def test_input_level_oracle_reuses_exactly_when_the_answer_is_right():
+    from simulator.policy import InputReuseConfig
+
+    # The model's answers change at frame 4; descriptors never match (orthogonal), which the oracle ignores.
+    classes = [2, 2, 2, 2, 6, 6, 6, 6, 6]
+    w = hand_workload(classes, input_desc=_desc([0, 90] * 4 + [0]))
+    level = InputReuseConfig(similarity=0.999, max_run=3)
+    pol = oracle().model_copy(update={"input_reuse": level})
+    r = simulate(w, hand_device(), pol)
+    e = r.engine
+    assert list(e.exit_pos[[1, 2, 3]]) == [INPUT] * 3  # up to max_run frames of the same answer
+    assert e.exit_pos[4] != INPUT and e.exit_pos[5] == INPUT  # the answer changed: the model runs
+    assert np.all(e.answer == w.prediction) and r.metrics["accuracy_loss_pt"] == 0.0
+    # A policy's own oracle carries its input level; on orthogonal descriptors the policy itself never reuses.
+    own = simulate(w, hand_device(), smtm(0.9).model_copy(update={"input_reuse": level}))
+    assert not np.any(own.engine.exit_pos == INPUT)
+    assert own.metrics["oracle_speedup"] == pytest.approx(r.metrics["speedup"])
+
+
+def test_input_level_is_refused_outside_the_semantic_cache():
+    from engram.errors import EngramError
+    from simulator.policy import parse_policy
+
+    doc = {"name": "f", "kind": "foggycache", "foggycache": {}, "input_reuse": {"similarity": 0.9}}
+    with pytest.raises(EngramError, match="input_reuse"):
+        parse_policy(doc)
+    with pytest.raises(EngramError, match="max_run"):
+        parse_policy({**smtm(0.9).to_json(), "input_reuse": {"max_run": 0}})
+
+
 # -------------------------------------------------------------------------------------- shipped trace
 
 
@@ -376,15 +447,22 @@ def _every_option(exits: tuple[str, ...]) -> Policy:
 
 
 @pytest.mark.parametrize("slow", [1.0, 1500.0], ids=["real-time", "overloaded"])
-@pytest.mark.parametrize("name", ["smtm", "oracle", "foggycache", "every-option", "temporal"])
+@pytest.mark.parametrize("name", ["smtm", "oracle", "foggycache", "every-option", "temporal", "temporal-input-level",
+                                  "oracle-input-level"])
 def test_speculative_chunks_decide_like_frame_by_frame(small, name, slow):
+    from simulator.policy import InputReuseConfig
+
     w, calib = small
     dev = _slow(shipped_device(), slow)
     if name == "every-option":
         pol = _every_option(dev.exits)
-    elif name == "temporal":  # decisions that depend on the previous answer; overloaded, frames are dropped
+    elif name.startswith("temporal"):  # decisions that depend on the previous answer; overloaded, frames are dropped
         pol = preset("smtm", dev.exits).model_copy(update={"metric": MetricConfig(
             kind="temporal", thresholds={e: 0.92 for e in dev.exits})})
+        if name.endswith("input-level"):  # frames the cache is never asked about, between those it is
+            pol = pol.model_copy(update={"input_reuse": InputReuseConfig(similarity=0.95, max_run=4)})
+    elif name == "oracle-input-level":
+        pol = preset("oracle", dev.exits).model_copy(update={"input_reuse": InputReuseConfig(max_run=4)})
     else:
         pol = preset(name, dev.exits)
     pol, enabled = resolve(pol, w, dev, calib)
@@ -392,6 +470,9 @@ def test_speculative_chunks_decide_like_frame_by_frame(small, name, slow):
     if slow > 1:
         assert runs[0].metrics["dropped"] > 0
     assert runs[0].metrics["exit_histogram"]["full"] < runs[0].metrics["processed"]  # the cache does answer
+    if name.endswith("input-level"):
+        hist = runs[0].metrics["exit_histogram"]
+        assert 0 < hist["input"] < runs[0].metrics["processed"] - hist["full"]  # the level and the cache both answer
     for r in runs[1:]:
         _same_run(runs[0], r)
 

@@ -157,7 +157,7 @@ def test_shipped_recorded_trace_belongs_to_the_shipped_model(reference_model):
 
 
 def test_input_descriptor():
-    from traces.record import describe_input
+    from engram.input_descriptor import describe_input
 
     rng = np.random.default_rng(0)
     imgs = rng.random((3, 3, 64, 64)).astype(np.float32)

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from engram.input_descriptor import describe_input
 from traces.format import INPUT_DESC_DIMS, LabelTrace, ModelInfo, RecordedTrace, TraceMeta
 from traces.mapping import ClassMapping
 
@@ -56,17 +57,6 @@ def tile_change(prev: np.ndarray, cur: np.ndarray, tile: int, threshold: float) 
     # averages out over a tile, a real change does not.
     d = np.abs(d.reshape(n, c, th, tile, tw, tile).mean(axis=(3, 5))).max(axis=1)
     return (d > threshold).mean(axis=(1, 2)).astype(np.float32)
-
-
-def describe_input(images: np.ndarray) -> np.ndarray:
-    """FoggyCache-style cheap input descriptor: 4x4 RGB thumbnail, centred, L2-normalised (zero if flat)."""
-    n, c, h, w = images.shape
-    thumb = images[:, :, : h // 4 * 4, : w // 4 * 4].reshape(n, c, 4, h // 4, 4, w // 4).mean(axis=(3, 5)).reshape(n, -1)
-    thumb = thumb - thumb.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(thumb, axis=1, keepdims=True)
-    out = np.where(norm > 1e-6, thumb / np.maximum(norm, 1e-12), 0.0)
-    assert out.shape[1] == INPUT_DESC_DIMS
-    return out.astype(np.float32)
 
 
 def record(

@@ -33,7 +33,8 @@ from engram.fileio import atomic_path
 from traces.format import INPUT_DESC_DIMS, LabelTrace, ModelInfo, PrimaryRule, RecordedTrace, TraceMeta, validate, write_trace
 from traces.frames import VideoSource, discover
 from traces.mapping import ClassMapping
-from traces.record import FRAME_DIFF_RULE, RecordSettings, describe_input, tile_change
+from engram.input_descriptor import describe_input
+from traces.record import FRAME_DIFF_RULE, RecordSettings, tile_change
 from traces.user_model import Normalisation, pool
 
 FPS_TOLERANCE = 0.01  # relative
