@@ -15,12 +15,13 @@ from plotly.offline import get_plotlyjs
 
 from engram.fileio import write_text_atomic
 from simulator.engines import NOT_PROCESSED
+from simulator.foggycache import INPUT
 
 TABLE_COLUMNS = [
     ("policy", "policy", "{}"), ("speed-up", "speedup", "{:.2f}x"), ("mean ms", "mean_latency_ms", "{:.3f}"),
     ("p99 ms", "p99_latency_ms", "{:.3f}"), ("accuracy", "accuracy", "{:.2%}"),
     ("loss (pt)", "accuracy_loss_pt", "{:+.2f}"), ("oracle share", "oracle_share", "{:.0%}"),
-    ("hot hits", ("hit_rate", "hot"), "{:.1%}"), ("cold hits", ("hit_rate", "cold"), "{:.1%}"),
+    ("input", ("hit_rate", "input"), "{:.1%}"), ("hot hits", ("hit_rate", "hot"), "{:.1%}"), ("cold hits", ("hit_rate", "cold"), "{:.1%}"),
     ("active mJ/frame", "active_energy_mj_per_frame", "{:.3f}"), ("total mJ/frame", "energy_mj_per_frame", "{:.1f}"), ("cache KiB", "cache_bytes", "{:.1f}"),
     ("dropped", "dropped", "{}"),
 ]
@@ -78,11 +79,12 @@ def cache_over_time(result, workload, window: int = 50) -> go.Figure:
     e = result.engine
     done = e.exit_pos != NOT_PROCESSED
     t = workload.arrival_s - workload.arrival_s[0]
-    hit = (e.level >= 0).astype(float)
+    hit = ((e.level >= 0) | (e.exit_pos == INPUT)).astype(float)  # answered without the full model's answer
     kernel = np.ones(window) / window
     rate = np.convolve(np.where(done, hit, np.nan_to_num(hit)), kernel, mode="same")
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t[done], y=rate[done], mode="lines", name=f"hit rate ({window}-frame mean)"))
+    fig.add_trace(go.Scatter(x=t[done], y=rate[done], mode="lines",
+                             name=f"hit rate, cache or input ({window}-frame mean)"))
     fig.add_trace(go.Scatter(x=t[done], y=e.entries[done], mode="lines", name="cache entries", yaxis="y2",
                              line={"dash": "dot"}))
     for i in e.scene_changes:

@@ -309,7 +309,7 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
     from tqdm import tqdm
 
     from simulator.cli import run_presets
-    from simulator.run import simulate
+    from simulator.run import oracle_for, simulate
 
     tune_names, held_names = split_videos(workload, settings.holdout, settings.seed)
     tune, held = workload.select_videos(tune_names), workload.select_videos(held_names)
@@ -342,7 +342,10 @@ def run_sweep(journal, study_name: str, device, workload: Workload, calibration:
         policy = decode(params, device.exits, name=f"tuned (trial {number})")
         plain = next(r for r in held_runs if r.policy.kind == "no-cache")
         held_run = simulate(held, device, policy, calibration=calibration, baseline=plain)  # reads its metrics only
-        held_runs.insert(0, held_run)
+        # The oracle of the tuned policy's own cache, exits and input level, which its oracle share is of (the preset
+        # oracle row has the default cache and no input level).
+        own = oracle_for(held_run.policy).model_copy(update={"name": "oracle (tuned's cache)"})
+        held_runs[:0] = [held_run, simulate(held, device, own, baseline=plain)]
         chosen_json = {"trial": number, "params": params, "policy": held_run.policy.to_json(),
                        "tuning": tune_m, "heldout": json_safe(held_run.metrics)}
     n_ok = sum(1 for r in records if feasible(r[2]))

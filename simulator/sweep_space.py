@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.exit_metric import LOGISTIC_METRICS
-from simulator.policy import AdaptationConfig, CacheConfig, MetricConfig, Policy
+from simulator.policy import AdaptationConfig, CacheConfig, InputReuseConfig, MetricConfig, Policy
 
-SPACE_VERSION = 2  # 2: the temporal exit metric
+SPACE_VERSION = 3  # 2: the temporal exit metric; 3: the input level
 METRICS = ("calibrated", "cosine", "margin", "temporal")
 REPLACEMENTS = ("lru", "lfu", "lfu-decay")
 SCENE_ACTIONS = ("shrink", "reset")
@@ -48,17 +48,34 @@ def suggest(trial, exits: tuple[str, ...]) -> dict[str, Any]:  # noqa: ANN001
     p["on_scene_change"] = trial.suggest_categorical("on_scene_change", list(SCENE_ACTIONS))
     p["miss_streak"] = trial.suggest_int("miss_streak", 1, 8)
     p["window_s"] = trial.suggest_float("window_s", 5.0, 120.0, log=True)
+    p["input_level"] = trial.suggest_categorical("input_level", [True, False])
+    p["input_u"] = trial.suggest_float("input_u", 0.0, 1.0)
+    p["input_max_run"] = trial.suggest_int("input_max_run", 1, 32, log=True)
     return p
+
+
+def input_similarity(u: float) -> float:
+    """Map a level u in [0, 1] to the input level's similarity 0.8..0.995 (log-spaced in 1 - similarity)."""
+    return 1.0 - 0.2 * 10.0 ** (-1.6 * u)
+
+
+def input_level_of(similarity: float) -> float:
+    """The level u of an input similarity (the inverse of input_similarity())."""
+    import math
+
+    return -math.log10((1.0 - similarity) / 0.2) / 1.6
 
 
 def param_names(exits: tuple[str, ...]) -> list[str]:
     return [*(f"{k}_{e}" for e in exits for k in ("use", "level")), "metric", "hot_size", "cold_size", "cold_from",
-            "replacement", "working_set", "ema", "ema_alpha", "scene_reset", "on_scene_change", "miss_streak", "window_s"]
+            "replacement", "working_set", "ema", "ema_alpha", "scene_reset", "on_scene_change", "miss_streak", "window_s",
+            "input_level", "input_u", "input_max_run"]
 
 
 def decode(params: dict[str, Any], exits: tuple[str, ...], name: str = "tuned") -> Policy:
     """The policy of a point of the space. At least one exit is always enabled (the deepest one if the
-    point enables none), so every point is a valid policy."""
+    point enables none), so every point is a valid policy. A point stored before the input level existed (space
+    version 2) decodes without one."""
     enabled = [e for e in exits if params[f"use_{e}"]] or [exits[-1]]
     kind = params["metric"]
     strategies = [s for s, key in (("working-set", "working_set"), ("ema", "ema"), ("scene-reset", "scene_reset"))
@@ -76,6 +93,8 @@ def decode(params: dict[str, Any], exits: tuple[str, ...], name: str = "tuned") 
         adaptation=AdaptationConfig(strategies=strategies, ema_alpha=float(params["ema_alpha"]),
                                     window_s=float(params["window_s"]), min_hot=1, max_hot=max(16, hot),
                                     miss_streak=int(params["miss_streak"]), on_scene_change=params["on_scene_change"]),
+        input_reuse=InputReuseConfig(similarity=input_similarity(float(params["input_u"])),
+                                     max_run=int(params["input_max_run"])) if params.get("input_level", False) else None,
     )
 
 
@@ -87,18 +106,22 @@ def level_of(probability: float) -> float:
 
 
 TEMPORAL_STARTS = (0.95, 0.92)  # the temporal metric's thresholds the search also starts from
+INPUT_START = (0.95, 8)  # the input level's similarity and longest run the search also starts from
 
 
 def start_params(exits: tuple[str, ...]) -> list[dict[str, Any]]:
     """The search's first trials: the `smtm` preset, then the same cache with the temporal metric at each of
-    TEMPORAL_STARTS on every exit. Starting from known-good points matters in a short search: the space has
-    a few dozen parameters, and random points rarely enable the right exits at sensible thresholds."""
+    TEMPORAL_STARTS on every exit, then the first of those with the input level at INPUT_START. Starting from
+    known-good points matters in a short search: the space has a few dozen parameters, and random points rarely
+    enable the right exits at sensible thresholds."""
     base = preset_params(exits)
     starts = [base]
     for prob in TEMPORAL_STARTS:
         p = dict(base, metric="temporal")
         p.update({f"level_{e}": level_of(prob) for e in exits})
         starts.append(p)
+    sim, run = INPUT_START
+    starts.append(dict(starts[1], input_level=True, input_u=input_level_of(sim), input_max_run=run))
     return starts
 
 
@@ -116,5 +139,5 @@ def preset_params(exits: tuple[str, ...]) -> dict[str, Any]:
              cold_from="all" if cache.cold_from is None else cache.cold_from, replacement=cache.replacement,
              working_set="working-set" in ad.strategies, ema="ema" in ad.strategies, ema_alpha=ad.ema_alpha,
              scene_reset="scene-reset" in ad.strategies, on_scene_change=ad.on_scene_change,
-             miss_streak=ad.miss_streak, window_s=ad.window_s)
+             miss_streak=ad.miss_streak, window_s=ad.window_s, input_level=False, input_u=0.5, input_max_run=8)
     return p

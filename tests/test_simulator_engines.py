@@ -97,7 +97,7 @@ def test_cold_level_hit_is_a_promotion_and_searches_both_levels():
     assert list(e.hot_entries) == [0, 1, 1, 1, 1, 1] and list(e.entries) == [0, 1, 2, 2, 2, 2]
     # A cold hit at the first exit: the hot search (1 entry) then both levels (2 entries) = cost of 2 entries.
     assert np.allclose(e.lookup_ms[2:], lookup_ms(2))
-    assert r.metrics["hit_rate"] == {"hot": 0.0, "cold": pytest.approx(4 / 6)}
+    assert r.metrics["hit_rate"] == {"hot": 0.0, "cold": pytest.approx(4 / 6), "input": 0.0}
 
 
 @pytest.mark.parametrize("replacement,last_exit", [("lru", FULL), ("lfu", 0)])
@@ -296,7 +296,7 @@ def test_input_level_reuses_the_last_model_answer_while_the_input_stays_alike():
     assert e.lookup_ms[ran] == pytest.approx(plain.lookup_ms[ran] + probe_ms)
     assert e.compute_ms[ran] == pytest.approx(plain.compute_ms[ran])
     m = simulate(w, dev, pol).metrics
-    assert m["exit_histogram"]["input"] == 5
+    assert m["exit_histogram"]["input"] == 5 and m["hit_rate"]["input"] == pytest.approx(0.5)
 
 
 def test_input_level_oracle_reuses_exactly_when_the_answer_is_right():
