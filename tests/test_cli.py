@@ -69,11 +69,12 @@ def test_main_job_searches_compares_and_exports(tmp_path):
                        cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "8 trials on" in r.stdout
-    for name in ("tuned (trial", "no-cache ", "deepcache ", "foggycache ", "branchy ", "smtm ", "oracle "):
+    for name in ("tuned (trial", "oracle (tuned's cache) ", "no-cache ", "deepcache ", "foggycache ", "branchy ",
+                 "smtm ", "oracle "):
         assert f"\n{name}" in r.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics[0]["policy"].startswith("tuned") and {m["policy"] for m in metrics[1:]} == {
-        "no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"}
+        "oracle (tuned's cache)", "no-cache", "deepcache", "foggycache", "branchy", "smtm", "oracle"}
     assert (tmp_path / "out" / "report.html").stat().st_size > 100_000
     assert (tmp_path / "out" / "sweep" / "pareto.html").exists()
     assert json.loads((tmp_path / "out" / "bundle" / "bundle.json").read_text())["format"] == "engram.bundle"
