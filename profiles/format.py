@@ -581,13 +581,21 @@ def _prod(shape: Sequence[int]) -> int:
     return n
 
 
+INPUT_KEY = "input"  # a cold table's row for frames that a policy's input level answered (no block ran)
+
+
 def _check_after_exits(per_exit: Mapping[str, Mapping[str, Any]], exits: Sequence[str], names: Sequence[str],
-                       path: str | None, field: str) -> None:
-    """A table keyed by exit point, then by every block after that exit point (and no other)."""
+                       path: str | None, field: str, input_row: bool = False) -> None:
+    """A table keyed by exit point, then by every block after that exit point (and no other); with ``input_row``,
+    also ``input`` (nothing ran), then every block."""
     for e, per_block in per_exit.items():
-        if e not in exits:
-            raise FormatError(f"{e!r} is not an exit point", path=path, field=f"{field}.{e}")
-        after = list(names[list(names).index(e) + 1:])
+        if input_row and e == INPUT_KEY:
+            after = list(names)
+        elif e not in exits:
+            raise FormatError(f"{e!r} is not an exit point" + (" (nor 'input')" if input_row else ""), path=path,
+                              field=f"{field}.{e}")
+        else:
+            after = list(names[list(names).index(e) + 1:])
         if sorted(per_block) != sorted(after):
             raise FormatError(f"must give every block after {e} ({', '.join(after)})", path=path, field=f"{field}.{e}")
 
@@ -731,7 +739,7 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
             gaps = list(cold["gaps"])
             if any(b <= a for a, b in zip(gaps, gaps[1:])):
                 raise FormatError("gaps must increase", path=path, field="runtime.cold.gaps")
-            _check_after_exits(cold["after_exit"], exits, names, path, "runtime.cold.after_exit")
+            _check_after_exits(cold["after_exit"], exits, names, path, "runtime.cold.after_exit", input_row=True)
             for e, per_block in cold["after_exit"].items():
                 for b, ys in per_block.items():
                     if len(ys) != len(gaps) or not all(_num_ok(v) for v in ys):

@@ -186,7 +186,7 @@ def predicted_components(engine, frame_ms: float) -> dict[str, float]:  # noqa: 
     with the first block of every frame that runs one: not with a frame the input level answers)."""
     import numpy as np
 
-    from simulator.foggycache import INPUT
+    from simulator.engines import INPUT
 
     frame = frame_ms * float(np.mean(engine.exit_pos != INPUT)) if len(engine.exit_pos) else 0.0
     return {"blocks": float(np.mean(engine.compute_ms)) - frame, "lookups": float(np.mean(engine.lookup_ms)),

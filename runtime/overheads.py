@@ -23,7 +23,8 @@ parts with the runtime's own code on this machine:
   frame (:meth:`runtime.smtm.CacheDecider.observe_drift`), and ``hit_ms``, recording a hit
   (:meth:`runtime.smtm.CacheDecider.hit`), both timed after a frame that stopped at the first exit point;
 - ``cold``: what a block costs beyond its warm price when the frames before it stopped at an exit point before
-  the block, by exit point and by how many frames ago the block last ran (:func:`measure_cold`).
+  the block, or were answered by an input level (row ``input``), by exit point and by how many frames ago the
+  block last ran (:func:`measure_cold`).
 - ``after_lookup``: what a block costs beyond its plain price in a frame that looked the cache up at an exit point
   before it, by exit point (:func:`measure_after_lookup`);
 - ``input_ms``: a policy's input level (:class:`runtime.input_level.InputLevel`) at the start of a frame after a
@@ -40,14 +41,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from profiles.format import INPUT_KEY
+
 ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.engine) minus the blocks timed as the "
           "profile timed them ({timing}), interleaved rounds, medians; frame overhead = no-cache Runtime.step minus its block calls; "
           "lookup = runtime.encoders encode, float16 rounding + runtime.smtm.CacheDecider.lookup (calibrated, no match) at every "
           "exit of frames run through all blocks; update = CacheDecider.confirm after a frame through all blocks and lookups + the next frame's view "
-          "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit, in steady "
-          "patterns, against full frames in a row, patterns interleaved, medians; after_lookup = block calls in full frames with a "
-          "lookup at one exit against none, interleaved frame by frame, medians")
+          "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit (or that the "
+          "input level answered), in steady patterns, against full frames in a row, patterns interleaved, medians; after_lookup = "
+          "block calls in full frames with a lookup at one exit against none, interleaved frame by frame, medians; input = "
+          "runtime.input_level describe + compare at the start of a frame after a full one")
 
 
 def _no_cache_bundle(model) -> Any:  # noqa: ANN001
@@ -187,7 +191,7 @@ COLD_PERIODS = 6  # periods of a pattern run in a row; the first two (the patter
 
 
 def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GAPS, entries_index: int = 0,
-                 seed: int = 0) -> dict[str, dict[str, list[float]]]:
+                 seed: int = 0, input_row: bool = True) -> dict[str, dict[str, list[float]]]:
     """What a block costs beyond its warm price when it has not run for some frames because they stopped at an exit
     point before it: its weights and code are no longer in the caches. Inside the runtime's frames of a cached
     policy (exits b1 and b6; 1,800 frames, 2026-11-22), b7 cost 34 us more than in plain inference when the frame
@@ -199,13 +203,23 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
     frame by frame had measured b7 after b6 at 5-21 us for gaps 1-8, where steady patterns gave 32-50 (and the
     runtime's frames 34-57). The patterns are interleaved in a new random order each iteration (each lasts well
     under the machine's slow and fast phases, seconds long here); medians over the timed frames, made
-    non-decreasing in the gap. Returns ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0."""
+    non-decreasing in the gap. Returns ``{exit: {block after it: [extra ms at each gap]}}``, clamped at 0.
+
+    With ``input_row``, also ``input``: frames that a policy's input level answered (the runtime describes the frame
+    and compares it, :class:`runtime.input_level.InputLevel`, and runs no block), then a full frame that describes
+    its frame first, as the runtime does; priced for every block."""
     from scipy.optimize import isotonic_regression
+
+    from runtime.input_level import InputLevel
 
     rng = np.random.default_rng(seed)
     nb = len(lt.blocks.functions)
     names = list(lt.blocks.names)
-    conds = [(None, 0)] + [(e, int(g)) for e in lt.exits for g in gaps]
+    rows_of = [*lt.exits, *([INPUT_KEY] if input_row else [])]
+    conds = [(None, 0)] + [(e, int(g)) for e in rows_of for g in gaps]
+    level = InputLevel(1.0 + 1e-6, 1)  # never reuses: every probe describes and compares
+    level.ran(level.describe(lt.frames[0]), 0)
+    probe = lambda: level.reuse(level.describe(lt.frames[int(rng.integers(len(lt.frames)))]), False)  # noqa: E731
     lookups = np.empty(len(lt.exits))
     kept = COLD_PERIODS - 2
     timed = np.empty((len(conds), iterations * kept, nb))
@@ -215,15 +229,18 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
     for i in range(iterations):
         for c in rng.permutation(len(conds)):
             e, g = conds[c]
-            stop = nb if e is None else names.index(e) + 1
+            at_input = e == INPUT_KEY
+            stop = nb if e is None else 0 if at_input else names.index(e) + 1
             for r in range(COLD_PERIODS):
                 for _ in range(g):
-                    lt.frame(stop, lookups)
+                    probe() if at_input else lt.frame(stop, lookups)
+                if at_input:
+                    probe()
                 lt.frame(nb, lookups, timed[c, i * kept + r - 2] if r >= 2 else None)
     med = np.median(timed, axis=1) * 1000.0  # (conditions, blocks)
     out: dict[str, dict[str, list[float]]] = {}
-    for e in lt.exits:
-        k = names.index(e)
+    for e in rows_of:
+        k = -1 if e == INPUT_KEY else names.index(e)
         rows = np.array([med[conds.index((e, int(g)))] - med[0] for g in gaps])  # (gaps, blocks)
         # More frames in between can only push more out of the caches: each block's prices are made non-decreasing
         # in the gap (a least-squares fit), which evens out single medians (one measurement gave b3 after b1

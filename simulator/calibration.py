@@ -6,6 +6,7 @@ class is the full model's answer; a logistic model per exit point is fitted on t
 runs on the calibration trace with those coefficients, and the model is refitted on what its lookups saw
 there: with early exits the cache is refreshed less often than when every frame confirms, and the
 similarities a deployed policy meets are lower; fitting on its own dynamics keeps the probabilities honest.
+Behind an input level (``input_reuse``) both rounds see only the frames that reach the cache, as deployed.
 
 The ``temporal`` metric's model also sees whether each lookup's top-1 class equals the previous answer: in the
 first round that is the full model's previous answer, in the second whatever the policy answered; and how far

@@ -16,6 +16,7 @@ from simulator.workload import Workload
 
 NOT_PROCESSED = -2
 FULL = -1
+INPUT = -3  # answered at the input (FoggyCache's records, a policy's input level): no block ran
 
 
 class Engine:
@@ -57,10 +58,12 @@ class Engine:
         nb = len(self.proc.block_ms)
         cold = self.proc.cold_by_gap()
         self._cold = [cold.get(e) for e in enabled] if cold else None  # per enabled exit, (blocks, gaps + 1)
+        self._cold_input = cold.get("input") if cold else None  # after frames answered at the input
         self._exit_block = [int(b) for b in blocks]
         self._last_ran = np.full(nb, -1, dtype=np.int64)
         self._served = 0
         self._prev_stop = -1  # enabled exit the previous processed frame stopped at (-1: it did not stop at one)
+        self._prev_input = False  # the previous processed frame was answered at the input
         after = self.proc.after_lookup_ms
         self._after = np.array([after.get(e, np.zeros(nb)) for e in enabled]).reshape(E, nb) if after else None
         self._enabled_index = {e: k for k, e in enumerate(enabled)}
@@ -69,16 +72,21 @@ class Engine:
 
     def serve(self, i: int) -> float:
         """Decide frame ``i`` and return its service time (seconds), with what its blocks cost beyond their plain
-        price: those that earlier frames skipped by stopping at an exit point before them (cold), and those after
-        one of its own lookups."""
+        price: those that earlier frames skipped by stopping at an exit point before them or by being answered at
+        the input (cold), and those after one of its own lookups."""
         service = self.decide(i)
         if self._cold is None and self._after is None:
             return service
         pos = int(self.exit_pos[i])
         ran = len(self._last_ran) if pos == FULL else self._exit_block[pos] + 1 if pos >= 0 else 0
         cold = after = 0.0
-        table = self._cold[self._prev_stop] if self._cold is not None and self._prev_stop >= 0 else None
-        if table is not None and ran > (first := self._exit_block[self._prev_stop] + 1):
+        if self._prev_input:
+            table, first = self._cold_input, 0
+        elif self._cold is not None and self._prev_stop >= 0:
+            table, first = self._cold[self._prev_stop], self._exit_block[self._prev_stop] + 1
+        else:
+            table = None
+        if table is not None and ran > first:
             gaps = np.minimum(self._served - self._last_ran[first:ran] - 1, table.shape[1] - 1)
             cold = float(table[np.arange(first, ran), gaps].sum())
         if self._after is not None and ran:
@@ -92,6 +100,7 @@ class Engine:
         self._last_ran[:ran] = self._served
         self._served += 1
         self._prev_stop = pos if pos >= 0 else -1
+        self._prev_input = pos == INPUT
         extra = cold + after
         if extra:
             self.cold_ms[i], self.after_lookup_ms[i] = cold, after

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.engines import FULL, Engine
-
-INPUT = -3  # exit_pos of a frame answered from the input-level cache (the model did not run)
+from simulator.engines import FULL, INPUT, Engine
 
 
 class FoggyCacheEngine(Engine):

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engines import FULL, NOT_PROCESSED
-from simulator.foggycache import INPUT
+from simulator.engines import FULL, INPUT, NOT_PROCESSED
 
 
 def shown_answers(answer: np.ndarray, processed: np.ndarray) -> np.ndarray:

@@ -14,8 +14,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from engram.fileio import write_text_atomic
-from simulator.engines import NOT_PROCESSED
-from simulator.foggycache import INPUT
+from simulator.engines import INPUT, NOT_PROCESSED
 
 TABLE_COLUMNS = [
     ("policy", "policy", "{}"), ("speed-up", "speedup", "{:.2f}x"), ("mean ms", "mean_latency_ms", "{:.3f}"),

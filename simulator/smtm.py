@@ -37,9 +37,8 @@ import numpy as np
 
 from simulator.adaptation import Adapter, new_cache
 from simulator.cache import COLD, HOT
-from simulator.engines import FULL, Engine
+from simulator.engines import FULL, INPUT, Engine
 from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, bias_terms, drift
-from simulator.foggycache import INPUT
 
 NEG = -np.inf
 MAX_CHUNK = 1024  # frames decided at once between cache events (automatic chunking)

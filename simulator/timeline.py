@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engram.fileio import write_text_atomic
-from simulator.engines import FULL, NOT_PROCESSED
-from simulator.foggycache import INPUT
+from simulator.engines import FULL, INPUT, NOT_PROCESSED
 
 PID = 1
 CAMERA_TID = 0

@@ -136,9 +136,12 @@ def test_temporal_cost_is_charged_to_temporal_policies_per_frame_with_a_cache():
 
 
 def _with_cold(obj: dict, gaps=(1, 2, 4), value=lambda e, b, g: 0.001 * g) -> dict:
+    """A cold table with a row per exit point and the input level's row (every block)."""
     blocks = obj["model"]["blocks"]
+    after = {e: blocks[blocks.index(e) + 1:] for e in obj["model"]["exit_points"]}
+    after["input"] = blocks
     obj["runtime"]["cold"] = {"gaps": list(gaps), "after_exit": {
-        e: {b: [value(e, b, g) for g in gaps] for b in blocks[blocks.index(e) + 1:]} for e in obj["model"]["exit_points"]}}
+        e: {b: [value(e, b, g) for g in gaps] for b in bs} for e, bs in after.items()}}
     return obj
 
 
@@ -147,7 +150,8 @@ def test_cold_blocks_round_trip_and_interpolate_by_gap():
     prof = profile_from_json(obj)
     assert prof.to_json() == obj  # round trip
     pc = from_profile(prof).processor(None)
-    assert pc.cold_gaps == (1, 2, 4) and set(pc.cold_ms) == set(prof.model.exit_points)
+    assert pc.cold_gaps == (1, 2, 4) and set(pc.cold_ms) == {*prof.model.exit_points, "input"}
+    assert np.allclose(pc.cold_by_gap()["input"], [0.0, 0.01, 0.03, 0.04, 0.05])  # every block
     by_gap = pc.cold_by_gap()
     k = prof.block_names.index("b3")
     # Nothing up to the exit's block; after it, 0 at gap 0, the measured values, linear between, held beyond.
@@ -191,6 +195,37 @@ def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_lon
     assert np.allclose(eng.cold_ms, expected)
     assert np.allclose(eng.compute_ms, expected) and np.allclose(service, np.array(expected) / 1000.0)
     assert np.allclose(eng.energy_mj, np.array(expected) * pc.active_mw / 1000.0)
+
+
+def test_blocks_after_input_answers_are_charged_the_input_rows_cold_price():
+    """Frames answered at the input run no block: the next frame that runs blocks pays the input row's price of
+    each, at the gap since it last ran."""
+    import dataclasses
+
+    from simulator.engines import FULL, INPUT, Engine
+
+    dev = from_profile(read_profile(PROFILE))
+    nb = len(dev.blocks)
+    after_input = np.tile([0.1, 0.3], (nb, 1)) * (1 + np.arange(nb))[:, None]  # block j: 0.1 (j+1) at gap 1, 3x at 3
+    pc = dataclasses.replace(dev.processor(None), cold_ms={"input": after_input}, cold_gaps=(1, 3))
+    dev = dataclasses.replace(dev, processors={pc.name: pc})
+    script = [FULL, INPUT, FULL, INPUT, INPUT, 0, FULL, INPUT, 0]  # exit 0 is b1: stem and b1 run
+
+    class Scripted(Engine):
+        def decide(self, i: int) -> float:
+            self.exit_pos[i] = script[i]
+            return 0.0
+
+    w = shipped_workload().take(np.arange(len(script)))
+    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
+    service = [eng.serve(i) for i in range(len(script))]
+    weight = 1 + np.arange(nb)
+    # Frame 2: every block last ran in frame 0, a gap of 1. Frame 5 after two input answers: stem and b1 ran in
+    # frame 2, a gap of 2 (halfway between the measured 1 and 3). Frame 6 follows a frame that stopped at b1, which
+    # has no row here. Frame 8: stem and b1 ran in frame 6, a gap of 1.
+    expected = [0, 0, 0.1 * weight.sum(), 0, 0, 0.2 * (1 + 2), 0, 0, 0.1 * (1 + 2)]
+    assert np.allclose(eng.cold_ms, expected) and np.allclose(eng.compute_ms, expected)
+    assert np.allclose(service, np.array(expected) / 1000.0)
 
 
 def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
@@ -264,6 +299,8 @@ def test_property_cold_and_after_lookup_tables_round_trip_or_are_refused_with_th
     (lambda r: r["cold"]["after_exit"]["b3"]["head"].pop(), "runtime.cold.after_exit.b3.head"),
     (lambda r: r["cold"]["after_exit"].update(b2={}), "runtime.cold.after_exit.b2"),
     (lambda r: r["cold"].update(gaps=[2, 1, 4]), "runtime.cold.gaps"),
+    (lambda r: r["cold"]["after_exit"]["input"].pop("stem"), "runtime.cold.after_exit.input"),
+    (lambda r: r["cold"]["after_exit"].update(inputs={}), "runtime.cold.after_exit.inputs"),
     (lambda r: r["cold"]["after_exit"]["b3"].update(head=[-0.1, 0.0, 0.0]), "runtime"),
 ])
 def test_bad_cold_tables_are_refused(edit, field):
@@ -394,13 +431,14 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert set(prof.runtime.lookup_ms) == set(prof.model.exit_points)
     assert prof.runtime.frame_ms > 0 and all(v > 0 for ys in prof.runtime.lookup_ms.values() for v in ys)
     assert 0 < prof.runtime.temporal_ms < min(ys[0] for ys in prof.runtime.lookup_ms.values())  # part of a lookup's work
+    assert prof.runtime.input_ms > 0 and from_profile(prof).input_reuse_cost()[0] == prof.runtime.input_ms
     # Cold blocks: for every exit point, every block after it, at each gap; the simulator takes the table.
     from runtime.overheads import COLD_GAPS
 
-    assert prof.runtime.cold_gaps == COLD_GAPS and set(prof.runtime.cold_ms) == set(prof.model.exit_points)
+    assert prof.runtime.cold_gaps == COLD_GAPS and set(prof.runtime.cold_ms) == {*prof.model.exit_points, "input"}
     names = list(prof.block_names)
     for e, per_block in prof.runtime.cold_ms.items():
-        assert list(per_block) == names[names.index(e) + 1:]
+        assert list(per_block) == (names if e == "input" else names[names.index(e) + 1:])
         assert all(len(v) == len(COLD_GAPS) and min(v) >= 0 for v in per_block.values())
         assert all(list(v) == sorted(v) for v in per_block.values())  # non-decreasing in the gap
     assert from_profile(prof).processor(None).cold_ms.keys() == prof.runtime.cold_ms.keys()

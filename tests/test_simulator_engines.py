@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from simulator.engines import FULL
-from simulator.foggycache import INPUT
+from simulator.engines import FULL, INPUT
 from simulator.policy import (
     AdaptationConfig, BranchyConfig, CacheConfig, DeepCacheConfig, FoggyCacheConfig, MetricConfig, Policy, check_policy,
 )
