@@ -53,17 +53,24 @@ class Engine:
         self.cache_bytes = 0  # peak
         self.scene_changes: list[int] = []  # frames at which a scene change was acted on
         # Blocks in other than plain inference's conditions (a profile's runtime section): cold, because earlier
-        # frames stopped before them (which processed frame each block last ran in, where the previous one stopped),
-        # and after a lookup in the same frame.
+        # frames stopped before them or were answered at the input (which processed frame each block last ran in,
+        # and what the frames since did instead), and after a lookup in the same frame.
         nb = len(self.proc.block_ms)
         cold = self.proc.cold_by_gap()
-        self._cold = [cold.get(e) for e in enabled] if cold else None  # per enabled exit, (blocks, gaps + 1)
-        self._cold_input = cold.get("input") if cold else None  # after frames answered at the input
+        self._cold = None
+        if cold:
+            # Rows: one per enabled exit, then the input row (zeros where the profile has no row).
+            width = next(iter(cold.values())).shape[1]
+            self._cold = np.zeros((E + 1, nb, width))
+            for k, e in enumerate((*enabled, "input")):
+                if e in cold:
+                    self._cold[k] = cold[e]
         self._exit_block = [int(b) for b in blocks]
         self._last_ran = np.full(nb, -1, dtype=np.int64)
         self._served = 0
-        self._prev_stop = -1  # enabled exit the previous processed frame stopped at (-1: it did not stop at one)
-        self._prev_input = False  # the previous processed frame was answered at the input
+        # Per block, the row of what the frames since it last ran did: the latest that stopped at an enabled exit
+        # (its index), E if they were all answered at the input, -1 if none has been processed since.
+        self._since = np.full(nb, -1, dtype=np.int64)
         after = self.proc.after_lookup_ms
         self._after = np.array([after.get(e, np.zeros(nb)) for e in enabled]).reshape(E, nb) if after else None
         self._enabled_index = {e: k for k, e in enumerate(enabled)}
@@ -80,15 +87,13 @@ class Engine:
         pos = int(self.exit_pos[i])
         ran = len(self._last_ran) if pos == FULL else self._exit_block[pos] + 1 if pos >= 0 else 0
         cold = after = 0.0
-        if self._prev_input:
-            table, first = self._cold_input, 0
-        elif self._cold is not None and self._prev_stop >= 0:
-            table, first = self._cold[self._prev_stop], self._exit_block[self._prev_stop] + 1
-        else:
-            table = None
-        if table is not None and ran > first:
-            gaps = np.minimum(self._served - self._last_ran[first:ran] - 1, table.shape[1] - 1)
-            cold = float(table[np.arange(first, ran), gaps].sum())
+        if self._cold is not None and ran:
+            # Each block at the gap since it last ran, on the row of the latest exit a frame stopped at since then
+            # (an input answer in between does not undo that frame's work), else the input row.
+            sel = np.flatnonzero(self._since[:ran] >= 0)
+            if len(sel):
+                gaps = np.minimum(self._served - self._last_ran[sel] - 1, self._cold.shape[2] - 1)
+                cold = float(self._cold[self._since[sel], sel, gaps].sum())
         if self._after is not None and ran:
             # Each block after the latest lookup before it in this frame.
             owner = np.full(ran, -1, dtype=np.int64)
@@ -99,8 +104,12 @@ class Engine:
             after = float(self._after[owner[sel], sel].sum())
         self._last_ran[:ran] = self._served
         self._served += 1
-        self._prev_stop = pos if pos >= 0 else -1
-        self._prev_input = pos == INPUT
+        self._since[:ran] = -1
+        if pos >= 0:
+            self._since[ran:] = pos
+        elif pos == INPUT:
+            rest = self._since[ran:]
+            rest[rest < 0] = len(self._cold) - 1 if self._cold is not None else -1
         extra = cold + after
         if extra:
             self.cold_ms[i], self.after_lookup_ms[i] = cold, after

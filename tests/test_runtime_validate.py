@@ -207,9 +207,11 @@ def test_blocks_after_input_answers_are_charged_the_input_rows_cold_price():
     dev = from_profile(read_profile(PROFILE))
     nb = len(dev.blocks)
     after_input = np.tile([0.1, 0.3], (nb, 1)) * (1 + np.arange(nb))[:, None]  # block j: 0.1 (j+1) at gap 1, 3x at 3
-    pc = dataclasses.replace(dev.processor(None), cold_ms={"input": after_input}, cold_gaps=(1, 3))
+    after_b1 = np.zeros((nb, 2))
+    after_b1[2:] = [1.0, 2.0]
+    pc = dataclasses.replace(dev.processor(None), cold_ms={"input": after_input, "b1": after_b1}, cold_gaps=(1, 3))
     dev = dataclasses.replace(dev, processors={pc.name: pc})
-    script = [FULL, INPUT, FULL, INPUT, INPUT, 0, FULL, INPUT, 0]  # exit 0 is b1: stem and b1 run
+    script = [FULL, INPUT, FULL, INPUT, INPUT, 0, INPUT, FULL, INPUT, 0]  # exit 0 is b1: stem and b1 run
 
     class Scripted(Engine):
         def decide(self, i: int) -> float:
@@ -221,9 +223,10 @@ def test_blocks_after_input_answers_are_charged_the_input_rows_cold_price():
     service = [eng.serve(i) for i in range(len(script))]
     weight = 1 + np.arange(nb)
     # Frame 2: every block last ran in frame 0, a gap of 1. Frame 5 after two input answers: stem and b1 ran in
-    # frame 2, a gap of 2 (halfway between the measured 1 and 3). Frame 6 follows a frame that stopped at b1, which
-    # has no row here. Frame 8: stem and b1 ran in frame 6, a gap of 1.
-    expected = [0, 0, 0.1 * weight.sum(), 0, 0, 0.2 * (1 + 2), 0, 0, 0.1 * (1 + 2)]
+    # frame 2, a gap of 2 (halfway between the measured 1 and 3). Frame 7: stem and b1 ran in frame 5 (an input
+    # answer since, a gap of 1); b2..head last ran in frame 2, and frame 5 stopped at b1 since: the b1 row, at a gap
+    # of 4 (priced as the longest measured, 3). Frame 9: stem and b1 ran in frame 7, a gap of 1.
+    expected = [0, 0, 0.1 * weight.sum(), 0, 0, 0.2 * (1 + 2), 0, 0.1 * (1 + 2) + 2.0 * (nb - 2), 0, 0.1 * (1 + 2)]
     assert np.allclose(eng.cold_ms, expected) and np.allclose(eng.compute_ms, expected)
     assert np.allclose(service, np.array(expected) / 1000.0)
 
