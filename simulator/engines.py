@@ -107,9 +107,9 @@ class Engine:
         self._since[:ran] = -1
         if pos >= 0:
             self._since[ran:] = pos
-        elif pos == INPUT:
+        elif pos == INPUT and self._cold is not None:
             rest = self._since[ran:]
-            rest[rest < 0] = len(self._cold) - 1 if self._cold is not None else -1
+            rest[rest < 0] = len(self._cold) - 1  # the input row
         extra = cold + after
         if extra:
             self.cold_ms[i], self.after_lookup_ms[i] = cold, after
