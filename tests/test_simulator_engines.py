@@ -275,12 +275,16 @@ def test_input_level_reuses_the_last_model_answer_while_the_input_stays_alike():
     video = [0] * 8 + [1] * 2
     w = hand_workload(classes, input_desc=desc, video=video)
     dev = hand_device()
-    pol = smtm(0.9).model_copy(update={"input_reuse": InputReuseConfig(similarity=0.98, max_run=2)})
+    pol = smtm(0.9).model_copy(update={"input_reuse": InputReuseConfig(similarity=0.98, max_run=3)})
     e = simulate(w, dev, pol).engine
-    # Compared with the last frame that ran the model, not with the previous frame: frame 3 is 15 degrees from
-    # frame 0 (0.966 < 0.98) and runs; frame 6 reuses nothing beyond max_run; a new video starts over (frame 8 is
+    # Compared with the last frame that ran the model, not with the previous frame: frame 3 is 5 degrees from
+    # frame 2 but 15 from frame 0 (0.966 < 0.98) and runs, and so does frame 6; a new video starts over (frame 8 is
     # the semantic cache's: it has class 5 from frame 7).
     assert list(e.exit_pos) == [FULL, INPUT, INPUT, 0, INPUT, INPUT, 0, FULL, 0, INPUT]
+    # No more than max_run frames in a row reuse one answer, however alike.
+    same = hand_workload([3] * 8, input_desc=_desc([0] * 8))
+    runs = simulate(same, dev, smtm(0.9).model_copy(update={"input_reuse": InputReuseConfig(similarity=0.98, max_run=2)}))
+    assert list(runs.engine.exit_pos) == [FULL, INPUT, INPUT, 0, INPUT, INPUT, 0, INPUT]
     assert list(e.answer) == classes
     gated = e.exit_pos == INPUT
     probe_ms, probe_mj = dev.input_reuse_cost()
