@@ -32,25 +32,40 @@ def collect(workload, device, policy: Policy, enabled: tuple[str, ...],
         engine = SmtmEngine(workload, device, policy, enabled, calibration=calibration, log_samples=True)
     for i in range(len(workload)):
         engine.decide(i)
-    pred = workload.prediction
     temporal = policy.metric.kind == "temporal"
     width = n_coefficients(policy.metric.kind)
-
-    def design(s1, s2, n, top1, s):
-        return temporal_features(s1, s2, n, top1 == s.prev, s.log_drift) if temporal else features(s1, s2, n)
-
-    out = {}
-    for k, e in enumerate(enabled):
-        xs, ys = [], []
-        for s in engine.samples:
-            if s.n_hot > 0:
-                xs.append(design(s.s1_hot[k], s.s2_hot[k], s.n_hot, s.top1_hot[k], s))
-                ys.append(float(s.top1_hot[k] == pred[s.frame]))
-            if s.cold_searched[k]:
-                xs.append(design(s.s1_all[k], s.s2_all[k], s.n_all, s.top1_all[k], s))
-                ys.append(float(s.top1_all[k] == pred[s.frame]))
-        out[e] = (np.array(xs).reshape(-1, width), np.array(ys))
-    return out
+    samples = engine.samples
+    E = len(enabled)
+    if not samples:
+        return {e: (np.zeros((0, width)), np.zeros(0)) for e in enabled}
+    # Every lookup of every sample at once, as (samples, 2 stages, exits): the hot level's search, then both levels'
+    # where the cold level was searched. Rows keep the order of one sample after another, hot before cold, so the
+    # fit sees the same matrix, row for row, as when it was built sample by sample.
+    col = lambda name: np.array([getattr(s, name) for s in samples])  # noqa: E731
+    s1 = np.stack([col("s1_hot"), col("s1_all")], axis=1)
+    s2 = np.stack([col("s2_hot"), col("s2_all")], axis=1)
+    top1 = np.stack([col("top1_hot"), col("top1_all")], axis=1)
+    n = np.stack([col("n_hot"), col("n_all")], axis=1).astype(np.float64)[:, :, None]
+    used = np.stack([np.broadcast_to((col("n_hot") > 0)[:, None], (len(samples), E)), col("cold_searched")], axis=1)
+    agree = top1 == col("prev")[:, None, None] if temporal else None
+    drift = col("log_drift")[:, None, None] if temporal else None
+    # The engine hands over float32 similarities, but float64 ones where a stage searched a single entry (no
+    # runner-up) or none; each (sample, stage) is computed in the precision it came in, as it was one at a time.
+    wide = np.array([[[a.dtype == np.float64 for a in (s.s1_hot, s.s2_hot)], [a.dtype == np.float64 for a in
+                                                                               (s.s1_all, s.s2_all)]] for s in samples])
+    x = np.empty((*s1.shape, width))
+    for w1 in (False, True):
+        for w2 in (False, True):
+            at = (wide[:, :, 0] == w1) & (wide[:, :, 1] == w2)
+            if not at.any():
+                continue
+            a1 = s1[at].astype(np.float64 if w1 else np.float32)
+            a2 = s2[at].astype(np.float64 if w2 else np.float32)
+            nn = np.broadcast_to(n, s1.shape)[at]
+            x[at] = (temporal_features(a1, a2, nn, agree[at], np.broadcast_to(drift, s1.shape)[at]) if temporal
+                     else features(a1, a2, nn))
+    y = (top1 == workload.prediction[col("frame")][:, None, None]).astype(np.float64)
+    return {e: (x[:, :, k][used[:, :, k]].reshape(-1, width), y[:, :, k][used[:, :, k]]) for k, e in enumerate(enabled)}
 
 
 def _fit(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:

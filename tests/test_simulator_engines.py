@@ -168,6 +168,46 @@ def test_temporal_calibration_learns_that_agreement_is_evidence(small):
         assert p[0] > p[1] + 0.03, (s1, s2, p)
 
 
+@pytest.mark.parametrize("kind", ["calibrated", "temporal"])
+def test_calibration_rows_are_each_lookups_features_in_order(small, kind):
+    """The design matrix the exit metric is fitted on, built for all lookups at once, is row for row (values and
+    precision) what each lookup's own features are: per sample in order, the hot level's search, then both
+    levels' where the cold level was searched. A one-entry cache level (float64 similarities from the engine) is
+    in it."""
+    from simulator.calibration import collect
+    from simulator.exit_metric import features, temporal_features
+    from simulator.smtm import SmtmEngine
+
+    _, calib = small
+    dev = shipped_device()
+    pol = preset("smtm", dev.exits).model_copy(update={
+        "cache": CacheConfig(hot_size=1, cold_size=6),
+        "metric": MetricConfig(kind=kind, thresholds={e: 0.95 for e in dev.exits})})
+    got = collect(calib, dev, pol, dev.exits)
+    eng = SmtmEngine(calib, dev, pol, dev.exits, collect=True)
+    for i in range(len(calib)):
+        eng.decide(i)
+    assert any(s.s2_hot.dtype == np.float64 for s in eng.samples)  # searches of a single entry are in the data
+
+    def row(s1, s2, n, top1, smp):
+        if kind == "temporal":
+            return temporal_features(s1, s2, n, top1 == smp.prev, smp.log_drift)
+        return features(s1, s2, n)
+
+    for k, e in enumerate(dev.exits):
+        xs, ys = [], []
+        for smp in eng.samples:
+            if smp.n_hot > 0:
+                xs.append(row(smp.s1_hot[k], smp.s2_hot[k], smp.n_hot, smp.top1_hot[k], smp))
+                ys.append(float(smp.top1_hot[k] == calib.prediction[smp.frame]))
+            if smp.cold_searched[k]:
+                xs.append(row(smp.s1_all[k], smp.s2_all[k], smp.n_all, smp.top1_all[k], smp))
+                ys.append(float(smp.top1_all[k] == calib.prediction[smp.frame]))
+        x, y = got[e]
+        assert np.array_equal(x, np.array(xs)) and np.array_equal(y, np.array(ys)), e
+        assert len(y) > len(eng.samples)  # both levels' searches are there
+
+
 def test_scene_reset_on_a_new_video_forgets_the_cache():
     classes, video = [2] * 6, [0, 0, 0, 1, 1, 1]
     keep = simulate(hand_workload(classes, video=video), hand_device(), smtm())
