@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 OUT = Path("out")
-MAIN_TRIALS = 400  # 25 NSGA-II generations of MAIN_BATCH: about 3 minutes on 2 cores (1.3 s a trial on each)
+MAIN_TRIALS = 400  # 25 NSGA-II generations of MAIN_BATCH: about 3 minutes on 2 cores (0.6 s a trial on each)
 MAIN_BATCH = 16
 TRIALS_ENV = "ENGRAM_MAIN_JOB_TRIALS"  # the test suite runs a shorter main job
 
