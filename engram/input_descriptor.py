@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DIMS = 48  # 4 x 4 thumbnail x 3 channels (traces.format.INPUT_DESC_DIMS)
+DIMS = 48  # 4 x 4 thumbnail x 3 channels (the trace format's INPUT_DESC_DIMS)
 
 
 def describe_input(images: np.ndarray) -> np.ndarray:

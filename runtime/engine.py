@@ -33,11 +33,10 @@ import numpy as np
 from engram.errors import EngramError, MismatchError
 from runtime.bundle import Bundle
 from runtime.input_level import InputLevel
-from runtime.smtm import FULL, CacheDecider
+from runtime.smtm import FULL, SEARCH_DTYPE, CacheDecider
 
 NO_HIT = -1
 INPUT = -3  # exit_index of a frame answered by the input level (no block ran), as the simulator's
-SEARCH_DTYPE = np.float16  # the recorded traces' vector precision (traces/FORMAT.md)
 
 
 @dataclass(frozen=True)

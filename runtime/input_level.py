@@ -6,7 +6,7 @@ else. If the video's last frame that ran the model is at least ``similarity`` (c
 frame runs the model and becomes the one later frames are compared with.
 
 The descriptor is rounded to float16, the precision a recorded trace stores it at and so the one the simulator
-compares (see ``runtime.engine.SEARCH_DTYPE``), and the comparison is the same float32 dot product.
+compares (``runtime.smtm.SEARCH_DTYPE``), and the comparison is the same float32 dot product.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from engram.input_descriptor import describe_input
-
-SEARCH_DTYPE = np.float16
+from runtime.smtm import SEARCH_DTYPE
 
 
 class InputLevel:

@@ -154,6 +154,16 @@ class LookupTimer:
 COLD_GAPS = (1, 2, 4, 8)  # frames since a block last ran, at which its cold price is measured
 
 
+def _input_probe(frames: np.ndarray) -> Callable[[np.ndarray], None]:
+    """The runtime's input-level probe on a frame (describe it, compare it with the last frame that ran the model),
+    set never to match, so that every probe does the whole comparison."""
+    from runtime.input_level import InputLevel
+
+    level = InputLevel(1.0 + 1e-6, 1)
+    level.ran(level.describe(frames[0]), 0)
+    return lambda frame: level.reuse(level.describe(frame), False)
+
+
 def measure_after_lookup(lt: LookupTimer, iterations: int, entries_index: int = 0,
                          seed: int = 0) -> dict[str, dict[str, float]]:
     """What a block costs beyond its price in plain inference when the frame looked the cache up at an exit point
@@ -210,16 +220,13 @@ def measure_cold(lt: LookupTimer, iterations: int, gaps: Sequence[int] = COLD_GA
     its frame first, as the runtime does; priced for every block."""
     from scipy.optimize import isotonic_regression
 
-    from runtime.input_level import InputLevel
-
     rng = np.random.default_rng(seed)
     nb = len(lt.blocks.functions)
     names = list(lt.blocks.names)
     rows_of = [*lt.exits, *([INPUT_KEY] if input_row else [])]
     conds = [(None, 0)] + [(e, int(g)) for e in rows_of for g in gaps]
-    level = InputLevel(1.0 + 1e-6, 1)  # never reuses: every probe describes and compares
-    level.ran(level.describe(lt.frames[0]), 0)
-    probe = lambda: level.reuse(level.describe(lt.frames[int(rng.integers(len(lt.frames)))]), False)  # noqa: E731
+    input_probe = _input_probe(lt.frames)
+    probe = lambda: input_probe(lt.frames[int(rng.integers(len(lt.frames)))])  # noqa: E731
     lookups = np.empty(len(lt.exits))
     kept = COLD_PERIODS - 2
     timed = np.empty((len(conds), iterations * kept, nb))
@@ -348,15 +355,12 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     # The input level's probe, at the start of a frame after a full one: describe a new frame, compare it with the
     # last one that ran the model (a miss, so that every probe compares).
     say("input level")
-    from runtime.input_level import InputLevel
-
-    level = InputLevel(1.0 + 1e-6, 1)
-    level.ran(level.describe(lt.frames[0]), 0)
+    input_probe = _input_probe(lt.frames)
     probes = []
     for i in range(calls):
         lt.frame(nb, looked)
         t0 = pc()
-        level.reuse(level.describe(lt.frames[(i + 1) % len(lt.frames)]), False)
+        input_probe(lt.frames[(i + 1) % len(lt.frames)])
         probes.append(pc() - t0)
     input_ms = round(float(np.median(probes)) * 1000.0, 6)
     timing = "blocks in context, kernels.tvm.timing.ChainTimer" if in_context else "TVM time_evaluator of each block"

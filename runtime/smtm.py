@@ -33,6 +33,7 @@ from simulator.exit_metric import LOGISTIC_METRICS, MIN_DISTANCE, bias_terms, dr
 
 NEG = -np.inf
 FULL = -1
+SEARCH_DTYPE = np.float16  # the recorded traces' vector and descriptor precision (traces/FORMAT.md)
 
 
 def _top2(s: np.ndarray) -> tuple[int, float, float]:

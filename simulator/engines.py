@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from profiles.format import INPUT_KEY
 from simulator.device import DeviceModel
 from simulator.policy import Policy
 from simulator.workload import Workload
@@ -62,7 +63,7 @@ class Engine:
             # Rows: one per enabled exit, then the input row (zeros where the profile has no row).
             width = next(iter(cold.values())).shape[1]
             self._cold = np.zeros((E + 1, nb, width))
-            for k, e in enumerate((*enabled, "input")):
+            for k, e in enumerate((*enabled, INPUT_KEY)):
                 if e in cold:
                     self._cold[k] = cold[e]
         self._exit_block = [int(b) for b in blocks]

@@ -145,14 +145,40 @@ def _with_cold(obj: dict, gaps=(1, 2, 4), value=lambda e, b, g: 0.001 * g) -> di
     return obj
 
 
+def _with_cold_ms(cold_ms: dict, gaps: tuple[int, ...]):
+    """The shipped profile's device with these cold tables (``{row: (blocks, gaps) array}``) on its processor."""
+    import dataclasses
+
+    dev = from_profile(read_profile(PROFILE))
+    pc = dataclasses.replace(dev.processor(None), cold_ms=cold_ms, cold_gaps=gaps)
+    return dataclasses.replace(dev, processors={pc.name: pc}), pc
+
+
+def _serve_script(dev, exit_pos, lookups=None):
+    """Frames of a scripted engine over the enabled exits b1 and b3 (exit positions, and optionally the lookups each
+    made), through ``serve()``: the engine and the service times (s)."""
+    from simulator.engines import Engine
+
+    class Scripted(Engine):
+        def decide(self, i: int) -> float:
+            self.exit_pos[i] = exit_pos[i]
+            if lookups is not None:
+                self.lookups[i] = lookups[i]
+            return 0.0
+
+    w = shipped_workload().take(np.arange(len(exit_pos)))
+    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
+    return eng, np.array([eng.serve(i) for i in range(len(exit_pos))])
+
+
 def test_cold_blocks_round_trip_and_interpolate_by_gap():
     obj = _with_cold(_with_runtime(_profile_json()), value=lambda e, b, g: {1: 0.01, 2: 0.03, 4: 0.05}[g])
     prof = profile_from_json(obj)
     assert prof.to_json() == obj  # round trip
     pc = from_profile(prof).processor(None)
     assert pc.cold_gaps == (1, 2, 4) and set(pc.cold_ms) == {*prof.model.exit_points, "input"}
-    assert np.allclose(pc.cold_by_gap()["input"], [0.0, 0.01, 0.03, 0.04, 0.05])  # every block
     by_gap = pc.cold_by_gap()
+    assert np.allclose(by_gap["input"], [0.0, 0.01, 0.03, 0.04, 0.05])  # every block
     k = prof.block_names.index("b3")
     # Nothing up to the exit's block; after it, 0 at gap 0, the measured values, linear between, held beyond.
     assert np.all(by_gap["b3"][:k + 1] == 0.0)
@@ -163,30 +189,19 @@ def test_cold_blocks_round_trip_and_interpolate_by_gap():
 
 def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_long_ago_each_block_ran():
     """A scripted sequence of exits through the engine's serve(): each frame pays, for every block it runs that the
-    previous frame (stopped at an exit) skipped, the cold price of the gap since that block last ran."""
-    import dataclasses
+    frames since it last ran skipped by stopping at an exit, the cold price of the gap since that block last ran,
+    on the row of the latest such exit."""
+    from simulator.engines import FULL
 
-    from simulator.engines import FULL, Engine
-
-    dev = from_profile(read_profile(PROFILE))
-    names = list(dev.blocks)
-    assert names[1] == "b1" and names[3] == "b3" and len(names) == 10
     after_b1 = np.zeros((10, 2))
     after_b1[2], after_b1[3], after_b1[4:] = [0.1, 0.2], [0.01, 0.02], [0.001, 0.002]
     after_b3 = np.zeros((10, 2))
     after_b3[4:] = [1.0, 2.0]
-    pc = dataclasses.replace(dev.processor(None), cold_ms={"b1": after_b1, "b3": after_b3}, cold_gaps=(1, 3))
-    dev = dataclasses.replace(dev, processors={pc.name: pc})
-    script = [FULL, 0, 0, FULL, 1, FULL, 0, 1]  # exits into ("b1", "b3"): b1 runs 2 blocks, b3 4, FULL all 10
-
-    class Scripted(Engine):
-        def decide(self, i: int) -> float:
-            self.exit_pos[i] = script[i]
-            return 0.0
-
-    w = shipped_workload().take(np.arange(len(script)))
-    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
-    service = [eng.serve(i) for i in range(len(script))]
+    dev, pc = _with_cold_ms({"b1": after_b1, "b3": after_b3}, (1, 3))
+    names = list(dev.blocks)
+    assert names[1] == "b1" and names[3] == "b3" and len(names) == 10
+    # Exits into ("b1", "b3"): b1 runs 2 blocks, b3 4, FULL all 10.
+    eng, service = _serve_script(dev, [FULL, 0, 0, FULL, 1, FULL, 0, 1])
     # Frame 3 (full) after frame 2 stopped at b1: b2..head last ran in frame 0, a gap of 2, halfway between the
     # measured gaps 1 and 3. Frame 5 (full) after a stop at b3: b4..head ran in frame 3, a gap of 1. Frame 7 (stops
     # at b3) after a stop at b1: b2 and b3 ran in frame 5, a gap of 1. Frames after a full one, or stopping no later
@@ -200,27 +215,16 @@ def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_lon
 def test_blocks_after_input_answers_are_charged_the_input_rows_cold_price():
     """Frames answered at the input run no block: the next frame that runs blocks pays the input row's price of
     each, at the gap since it last ran."""
-    import dataclasses
+    from simulator.engines import FULL, INPUT
 
-    from simulator.engines import FULL, INPUT, Engine
-
-    dev = from_profile(read_profile(PROFILE))
-    nb = len(dev.blocks)
+    nb = 10
     after_input = np.tile([0.1, 0.3], (nb, 1)) * (1 + np.arange(nb))[:, None]  # block j: 0.1 (j+1) at gap 1, 3x at 3
     after_b1 = np.zeros((nb, 2))
     after_b1[2:] = [1.0, 2.0]
-    pc = dataclasses.replace(dev.processor(None), cold_ms={"input": after_input, "b1": after_b1}, cold_gaps=(1, 3))
-    dev = dataclasses.replace(dev, processors={pc.name: pc})
-    script = [FULL, INPUT, FULL, INPUT, INPUT, 0, INPUT, FULL, INPUT, 0]  # exit 0 is b1: stem and b1 run
-
-    class Scripted(Engine):
-        def decide(self, i: int) -> float:
-            self.exit_pos[i] = script[i]
-            return 0.0
-
-    w = shipped_workload().take(np.arange(len(script)))
-    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
-    service = [eng.serve(i) for i in range(len(script))]
+    dev, _ = _with_cold_ms({"input": after_input, "b1": after_b1}, (1, 3))
+    assert len(dev.blocks) == nb
+    # Exit 0 is b1: stem and b1 run.
+    eng, service = _serve_script(dev, [FULL, INPUT, FULL, INPUT, INPUT, 0, INPUT, FULL, INPUT, 0])
     weight = 1 + np.arange(nb)
     # Frame 2: every block last ran in frame 0, a gap of 1. Frame 5 after two input answers: stem and b1 ran in
     # frame 2, a gap of 2 (halfway between the measured 1 and 3). Frame 7: stem and b1 ran in frame 5 (an input
@@ -234,7 +238,7 @@ def test_blocks_after_input_answers_are_charged_the_input_rows_cold_price():
 def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
     """A scripted sequence through serve(): each block after a lookup of the frame costs the after-lookup price of
     the latest exit point looked up before it; blocks before the first lookup, and frames without one, nothing."""
-    from simulator.engines import FULL, Engine
+    from simulator.engines import FULL
 
     obj = _with_runtime(_profile_json())
     names = obj["model"]["blocks"]
@@ -247,15 +251,7 @@ def test_blocks_after_a_lookup_are_charged_by_the_latest_lookup_before_them():
     assert pc.after_lookup_ms["b3"][3] == 0.0 and pc.after_lookup_ms["b3"][4] == pytest.approx(0.55)
     # Frames through the enabled exits b1 and b3: (exit position, lookups made at b1, b3).
     script = [(FULL, (0, 0)), (FULL, (1, 0)), (FULL, (1, 1)), (1, (1, 1)), (0, (1, 0)), (FULL, (0, 1))]
-
-    class Scripted(Engine):
-        def decide(self, i: int) -> float:
-            self.exit_pos[i], self.lookups[i] = script[i][0], script[i][1]
-            return 0.0
-
-    w = shipped_workload().take(np.arange(len(script)))
-    eng = Scripted(w, dev, Policy(name="x", kind="no-cache"), ("b1", "b3"))
-    service = [eng.serve(i) for i in range(len(script))]
+    eng, service = _serve_script(dev, [p for p, _ in script], [lk for _, lk in script])
     price = lambda j, e: 0.01 * (j + 1) + (0.5 if e == "b3" else 0.0)  # noqa: E731
     expected = [0.0,
                 sum(price(j, "b1") for j in range(2, 10)),  # b2..head after b1's lookup

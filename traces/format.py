@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engram import input_descriptor
 from engram.errors import EngramError, FormatError
 from engram.fileio import atomic_path
 
@@ -41,7 +42,7 @@ EXIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 UNIT_NORM_TOLERANCE = 2e-2
 # The cheap input descriptor of a recorded frame (FoggyCache-style input-level reuse): the frame averaged
 # down to 4x4 RGB, centred and L2-normalised.
-INPUT_DESC_DIMS = 48
+INPUT_DESC_DIMS = input_descriptor.DIMS
 # Entropy is at most ln(classes); a little slack for float32 rounding in the producer.
 ENTROPY_SLACK = 1e-3
 
