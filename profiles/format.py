@@ -211,7 +211,9 @@ class RuntimeOverheads:
     exit point against ``entries`` cached entries (replaces the kernel lookup table); ``update_ms``: its cache
     update after a frame that ran to the end; ``temporal_ms``: what the ``temporal`` exit metric adds per frame
     (the drift from the last confirmed frame, at the first enabled exit); ``input_ms``: a policy's input level
-    (``input_reuse``) on every frame, describing the frame and comparing it with the last one that ran the model.
+    (``input_reuse``) on every frame, describing the frame and comparing it with the last one that ran the model;
+    ``cold_stage_ms``: per exit point, what a lookup adds when the hot level was not confident and it also searches
+    the cold level (a second top-two and exit metric), beyond the table's one-level search of as many entries.
     """
 
     source: str  # measured-runtime
@@ -229,6 +231,7 @@ class RuntimeOverheads:
     cold_ms: Mapping[str, Mapping[str, tuple[float, ...]]] | None = None  # exit -> block after it -> extra ms per gap
     after_lookup_ms: Mapping[str, Mapping[str, float]] | None = None  # exit -> block after it -> extra ms
     input_ms: float | None = None  # an input level's probe per frame: describing the frame, one comparison
+    cold_stage_ms: Mapping[str, float] | None = None  # exit -> a lookup's cold stage, beyond the one-level table
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "method": self.method, "processor": self.processor}
@@ -241,6 +244,8 @@ class RuntimeOverheads:
                     "lookup": None if self.lookup_ms is None else {
                         "entries": list(self.lookup_entries or ()),
                         "exits": {k: list(v) for k, v in self.lookup_ms.items()}}})
+        if self.cold_stage_ms is not None:
+            out["cold_stage_ms"] = dict(self.cold_stage_ms)
         if self.cold_ms is not None:
             out["cold"] = {"gaps": list(self.cold_gaps or ()),
                            "after_exit": {e: {b: list(v) for b, v in d.items()} for e, d in self.cold_ms.items()}}
@@ -260,7 +265,8 @@ class RuntimeOverheads:
                                               for e, d in cold["after_exit"].items()},
                    None if obj.get("after_lookup") is None else {e: {b: float(v) for b, v in d.items()}
                                                                  for e, d in obj["after_lookup"].items()},
-                   obj.get("input_ms"))
+                   obj.get("input_ms"),
+                   None if obj.get("cold_stage_ms") is None else {e: float(v) for e, v in obj["cold_stage_ms"].items()})
 
 
 @dataclass(frozen=True)
@@ -734,6 +740,11 @@ def _semantic_check(obj: Mapping[str, Any], path: str | None) -> None:
                 if len(ys) != len(xs) or not all(_num_ok(v) for v in ys):
                     raise FormatError(f"needs {len(xs)} finite values, one per entry", path=path,
                                       field=f"runtime.lookup.exits.{e}")
+        for e, v in (rt.get("cold_stage_ms") or {}).items():
+            if e not in exits:
+                raise FormatError(f"{e!r} is not an exit point", path=path, field=f"runtime.cold_stage_ms.{e}")
+            if not _num_ok(v):
+                raise FormatError("must be a finite number", path=path, field=f"runtime.cold_stage_ms.{e}")
         cold = rt.get("cold")
         if cold is not None:
             gaps = list(cold["gaps"])

@@ -29,6 +29,8 @@ parts with the runtime's own code on this machine:
   before it, by exit point (:func:`measure_after_lookup`);
 - ``input_ms``: a policy's input level (:class:`runtime.input_level.InputLevel`) at the start of a frame after a
   full one: describing the new frame and comparing it with the last one that ran the model.
+- ``cold_stage_ms``: per exit point, what a lookup adds when it also searches a cold level, beyond a one-level
+  search of as many entries (:func:`measure_cold_stage`).
 
 Medians throughout, so that interference from other processes (which only ever slows a run down) counts little.
 """
@@ -51,7 +53,8 @@ METHOD = ("measured-runtime: the runtime's block calls (perf_counter, runtime.en
           "refresh; hit = CacheDecider.hit and temporal = CacheDecider.observe_drift after a frame stopped at the first exit; cold = a full frame's block calls after 1-8 frames that stopped at an exit (or that the "
           "input level answered), in steady patterns, against full frames in a row, patterns interleaved, medians; after_lookup = "
           "block calls in full frames with a lookup at one exit against none, interleaved frame by frame, medians; input = "
-          "runtime.input_level describe + compare at the start of a frame after a full one")
+          "runtime.input_level describe + compare at the start of a frame after a full one; cold_stage = lookups "
+          "searching a hot level of 8 then all 16 entries against one level of 16, rounds alternated, medians")
 
 
 def _no_cache_bundle(model) -> Any:  # noqa: ANN001
@@ -106,11 +109,13 @@ class LookupTimer:
         self.frames = rng.random((FRAMES, *model.input_shape), dtype=np.float32)
         self._next = 0
 
-    def use_entries(self, a: int) -> None:
-        """Search against the ``a``-th of ``entries`` from now on."""
+    def use_entries(self, a: int, n_hot: int | None = None) -> None:
+        """Search against the ``a``-th of ``entries`` from now on; with ``n_hot`` (fewer than them), the first
+        ``n_hot`` as a hot level and then all of them (a cold stage) at every exit point, as a policy with a cold
+        level searches."""
         dec, n = self.dec, self.entries[a]
-        dec.K, dec.n_hot, dec.slots = n, n, np.arange(n)
-        dec.cold_stage = [False] * len(self.exits)
+        dec.K, dec.n_hot, dec.slots = n, n if n_hot is None else int(n_hot), np.arange(n)
+        dec.cold_stage = [n_hot is not None] * len(self.exits)
         dec.CT = self.cts[a]
 
     def frame(self, upto: int, lookups: np.ndarray, calls: np.ndarray | None = None,
@@ -195,6 +200,32 @@ def measure_after_lookup(lt: LookupTimer, iterations: int, entries_index: int = 
         j0 = names.index(e) + 1
         out[e] = {names[j]: round(max(0.0, float(med[k + 1, j] - med[0, j])), 6) for j in range(j0, nb)}
     return out
+
+
+def measure_cold_stage(lt: LookupTimer, rounds: int, calls: int, entries_index: int = 0) -> dict[str, float]:
+    """What a lookup costs beyond a one-level search of as many entries when the policy has a cold level and the hot
+    level was not confident: :meth:`runtime.smtm.CacheDecider.lookup` then finds the top two of all the entries and
+    applies the exit metric a second time. The similarities are computed once for both levels, so the kernel
+    table's difference between the two entry counts does not price this; on this machine it was 5-6 us per lookup
+    (2026-11-22), where the table's difference between 9 and 13 entries is under 1 us.
+
+    In rounds, the ``entries_index``-th entry count searched as one level, then as a hot level of half of it plus
+    the cold stage (never matching, so that every lookup does both), frames through every block with a lookup at
+    every exit point; per exit the median over rounds of the difference of the rounds' medians, clamped at 0."""
+    nb = len(lt.blocks.functions)
+    n = lt.entries[entries_index]
+    one = np.empty((calls, len(lt.exits)))
+    diffs = np.empty((rounds, len(lt.exits)))
+    for r in range(rounds):
+        med = []
+        for n_hot in (None, max(1, n // 2)):
+            lt.use_entries(entries_index, n_hot)
+            for i in range(calls):
+                lt.frame(nb, one[i])
+            med.append(np.median(one, axis=0))
+        diffs[r] = med[1] - med[0]
+    lt.use_entries(entries_index)
+    return {e: round(max(0.0, float(v)) * 1000.0, 6) for e, v in zip(lt.exits, np.median(diffs, axis=0))}
 
 
 COLD_PERIODS = 6  # periods of a pattern run in a row; the first two (the pattern settling in) are not timed
@@ -305,8 +336,10 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     med = np.median([lt.sample(per_call) for _ in range(rounds)], axis=0)  # (entries, exits)
     lookup = {e: [round(float(v), 6) for v in med[:, k]] for k, e in enumerate(lt.exits)}
     exits, dims, dmax = lt.exits, lt.dims, lt.dmax
-    say("cold blocks")
+    say("cold stage of a lookup")
     at16 = lt.entries.index(16) if 16 in lt.entries else 0
+    cold_stage = measure_cold_stage(lt, rounds, per_call, entries_index=at16)
+    say("cold blocks")
     cold = measure_cold(lt, max(5, calls // 25), entries_index=at16, seed=seed)
     say("blocks after a lookup")
     after_lookup = measure_after_lookup(lt, max(40, calls), entries_index=at16, seed=seed)
@@ -367,7 +400,7 @@ def measure_overheads(model, encoders: Mapping[str, Any], blocks=None, *, rounds
     return {"source": "measured-runtime", "method": METHOD.format(timing=timing), "processor": "cpu",
             "frame_ms": frame_ms, "dispatch_ms": dispatch, "update_ms": update_ms, "hit_ms": hit_ms,
             "temporal_ms": temporal_ms, "input_ms": input_ms,
-            "lookup": {"entries": [int(n) for n in entries], "exits": lookup},
+            "lookup": {"entries": [int(n) for n in entries], "exits": lookup}, "cold_stage_ms": cold_stage,
             "cold": {"gaps": list(COLD_GAPS), "after_exit": cold}, "after_lookup": after_lookup}
 
 
@@ -476,8 +509,8 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
     """``device`` (a simulator DeviceModel) at the speed the machine ran the runtime's parts during a validation:
     each block costs ``calls_ms`` (the runtime's call of it, kernels and dispatch, as timed in the no-cache runs
     interleaved with the policy's), the first block also ``frame_ms`` (those runs' per-frame overhead beside their
-    calls; ``None`` where the profile models none), and the decider's numpy work (lookups, cache updates, hits, the
-    temporal metric's drift) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
+    calls; ``None`` where the profile models none), and the decider's numpy work (lookups and their cold stages, cache
+    updates, hits, the temporal metric's drift, the input level's probe) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
     else the kernels'), and what the blocks cost more cold or after a lookup by ``cold_factor`` (the kernels' speed
     now). A phase of a shared machine does not slow its parts alike: in one slow phase
     (2026-11-22) the kernels ran 1.47x their profiled time, the runtime's per-frame overhead 0.9x and its
@@ -495,4 +528,5 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
                                input_ms=None if device.input_ms is None else device.input_ms * g,
+                               cold_stage_ms={e: v * g for e, v in device.cold_stage_ms.items()},
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

@@ -59,6 +59,9 @@ class DeviceModel:
     hit_ms: float = 0.0  # recording a cache hit (the runtime's bookkeeping; 0 unless the profile measured it)
     temporal_ms: float = 0.0  # the temporal exit metric's drift per frame (0 unless the profile measured it)
     input_ms: float | None = None  # an input level's descriptor and comparison per frame (None: not measured)
+    # exit -> what a lookup that also searches the cold level adds beyond the table's one-level search of as many
+    # entries (the runtime's second top-two and exit metric; empty unless the profile measured it)
+    cold_stage_ms: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for e in self.exits:
@@ -172,6 +175,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
     hit_ms = float(rt.hit_ms) if rt is not None and rt.hit_ms is not None else 0.0
     temporal_ms = float(rt.temporal_ms) if rt is not None and rt.temporal_ms is not None else 0.0
     input_ms = float(rt.input_ms) if rt is not None and rt.input_ms is not None else None
+    cold_stage_ms = {e: float(v) for e, v in (rt.cold_stage_ms or {}).items()} if rt is not None else {}
     if rt is not None and rt.lookup_ms is not None:
         # The runtime's own encode + search, at the kernel table's entry counts; energy at the kernel table's
         # power (its mJ per ms at each point).
@@ -210,6 +214,7 @@ def from_profile(profile, semantic_dims: Mapping[str, int] | None = None) -> Dev
         hit_ms=hit_ms,
         temporal_ms=temporal_ms,
         input_ms=input_ms,
+        cold_stage_ms=cold_stage_ms,
     )
 
 

@@ -139,6 +139,9 @@ class SmtmEngine(Engine):
         order = {e: k for k, e in enumerate(device.exits)}
         start = order[cfg.cold_from] if cfg.cold_from is not None else 0
         self.cold_ok = np.array([order[e] >= start for e in enabled], dtype=bool)
+        # The runtime's second top-two and exit metric where the cold level is searched too (ms, mJ per exit).
+        stage = np.array([float(device.cold_stage_ms.get(e, 0.0)) for e in enabled])
+        self.stage_cost = np.stack([stage, stage * self.proc.active_mw / 1000.0], axis=1).reshape(-1, 2)
         self.reset_on_video = "scene-reset" in self.strategies and self.ad.reset_on_new_video
         # First frame of the next video, for every frame: a chunk never crosses a scene reset.
         n = len(w)
@@ -251,7 +254,7 @@ class SmtmEngine(Engine):
         """(exit, lookup ms) of every lookup frame ``i`` made, in order (for the timeline)."""
         n_hot, K = int(self.hot_entries[i]), int(self.entries[i])
         hot, allc = self._costs(n_hot)[:, 0], self._costs(K)[:, 0]
-        inc = np.where(self.cold_ok & (K > n_hot), allc - hot, 0.0)
+        inc = np.where(self.cold_ok & (K > n_hot), allc - hot + self.stage_cost[:, 0], 0.0)
         fe = self.exit_pos[i] if self.exit_pos[i] >= 0 else self.n_enabled
         out = []
         for k, e in enumerate(self.enabled[: fe + 1]):
@@ -281,7 +284,7 @@ class SmtmEngine(Engine):
         E = self.n_enabled
         hot_cost = self._costs(n_hot)
         cold_stage = self.cold_ok & (K > n_hot)
-        cold_inc = np.where(cold_stage[:, None], self._costs(K) - hot_cost, 0.0)
+        cold_inc = np.where(cold_stage[:, None], self._costs(K) - hot_cost + self.stage_cost, 0.0)
         before = np.vstack([np.zeros((1, 2)), np.cumsum(hot_cost + cold_inc, axis=0)])  # (E + 1, 2)
         at_hot = before[:E] + hot_cost
         tab = np.stack([np.vstack([at_hot + cold_inc, before[E:]]), np.vstack([at_hot, before[E:]])])

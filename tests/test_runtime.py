@@ -568,6 +568,32 @@ def test_lookup_timer_runs_a_new_frame_each_time(compiled, reference_model):
     assert all(not np.array_equal(a, b) for a, b in zip(seen, seen[1:]))
 
 
+def test_cold_stage_is_timed_as_both_levels_searched_against_one(compiled, reference_model):
+    # runtime-overheads prices a lookup's cold stage from lookups that search a hot level and then all entries,
+    # against lookups of one level of as many entries.
+    from runtime.overheads import LookupTimer, measure_cold_stage
+
+    blocks = compiled[0]
+    encoders = {e: reference_model.encoders[e] for e in ("b1", "b6")}
+    lt = LookupTimer(blocks, reference_model.model, encoders, [4, 16], np.random.default_rng(0), exits=["b1", "b6"])
+    searched = []
+    confident = lt.dec._confident
+    lt.dec._confident = lambda k, s1, s2, n, slot: searched.append((k, n)) or confident(k, s1, s2, n, slot)
+    nb, out = len(blocks.functions), np.empty(2)
+    lt.use_entries(1)
+    lt.frame(nb, out)
+    assert searched == [(0, 16), (1, 16)]
+    searched.clear()
+    lt.use_entries(1, 8)
+    lt.frame(nb, out)
+    assert searched == [(0, 8), (0, 16), (1, 8), (1, 16)]
+    searched.clear()
+    stage = measure_cold_stage(lt, rounds=2, calls=3, entries_index=1)
+    assert set(stage) == {"b1", "b6"} and all(v >= 0 for v in stage.values())
+    assert searched.count((0, 8)) == 2 * 3 and searched.count((0, 16)) == 2 * 2 * 3  # both conditions, every round
+    assert lt.dec.cold_stage == [False, False]  # one level again afterwards
+
+
 def test_block_probe_times_as_the_profiler_does(compiled, reference_model):
     # validate's kernel probe and runtime-overheads' reference must take samples as the profile did: at least
     # min_runs passes in context, the slowest dropped (a 1 ms sample of two passes trimmed nothing).

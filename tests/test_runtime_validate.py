@@ -187,6 +187,17 @@ def test_cold_blocks_round_trip_and_interpolate_by_gap():
     assert from_profile(profile_from_json(_with_runtime(_profile_json()))).processor(None).cold_by_gap() == {}
 
 
+def test_cold_stage_round_trips_and_reaches_the_simulator():
+    obj = _with_runtime(_profile_json())
+    exits = obj["model"]["exit_points"]
+    obj["runtime"]["cold_stage_ms"] = {e: 0.001 * (k + 1) for k, e in enumerate(exits)}
+    prof = profile_from_json(obj)
+    assert prof.to_json() == obj
+    assert from_profile(prof).cold_stage_ms == {e: 0.001 * (k + 1) for k, e in enumerate(exits)}
+    # Older profiles: no cold stage priced.
+    assert from_profile(profile_from_json(_with_runtime(_profile_json()))).cold_stage_ms == {}
+
+
 def test_cold_blocks_are_charged_by_where_the_previous_frame_stopped_and_how_long_ago_each_block_ran():
     """A scripted sequence of exits through the engine's serve(): each frame pays, for every block it runs that the
     frames since it last ran skipped by stopping at an exit, the cold price of the gap since that block last ran,
@@ -316,6 +327,9 @@ def test_bad_cold_tables_are_refused(edit, field):
     (lambda r: r["lookup"]["exits"].update(b8=[0.1] * 11), "runtime.lookup.exits.b8"),
     (lambda r: r["lookup"]["exits"]["b3"].pop(), "runtime.lookup.exits.b3"),
     (lambda r: r.update(source="guessed"), "runtime"),
+    (lambda r: r.update(cold_stage_ms={"b2": 0.005}), "runtime.cold_stage_ms.b2"),
+    (lambda r: r.update(cold_stage_ms={"b3": -0.005}), "runtime"),
+    (lambda r: r.update(cold_stage_ms={"b3": "fast"}), "runtime"),
 ])
 def test_bad_runtime_sections_are_refused(edit, field):
     obj = _with_runtime(_profile_json())
@@ -431,6 +445,11 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert prof.runtime.frame_ms > 0 and all(v > 0 for ys in prof.runtime.lookup_ms.values() for v in ys)
     assert 0 < prof.runtime.temporal_ms < min(ys[0] for ys in prof.runtime.lookup_ms.values())  # part of a lookup's work
     assert prof.runtime.input_ms > 0 and from_profile(prof).input_reuse_cost()[0] == prof.runtime.input_ms
+    # A lookup's cold stage, at every exit point: a fraction of the lookup it adds to.
+    assert set(prof.runtime.cold_stage_ms) == set(prof.model.exit_points)
+    assert all(0 <= v < prof.runtime.lookup_ms[e][4] for e, v in prof.runtime.cold_stage_ms.items())
+    assert sum(prof.runtime.cold_stage_ms.values()) > 0
+    assert from_profile(prof).cold_stage_ms == prof.runtime.cold_stage_ms
     # Cold blocks: for every exit point, every block after it, at each gap; the simulator takes the table.
     from runtime.overheads import COLD_GAPS
 

@@ -445,6 +445,36 @@ def test_cache_frames_cost_blocks_to_their_exit_plus_lookups_at_the_cache_size(p
         assert (e.level[i] >= 0) == (pos != FULL)
 
 
+def test_a_lookup_that_searches_the_cold_level_pays_the_profiles_cold_stage():
+    """With a measured cold stage (the runtime's second top-two and exit metric), every lookup that searched the cold
+    level pays it on top of the table's price: the exits passed at and after ``cold_from`` while the cache holds
+    cold entries, and the exit taken when the hot level was not confident. Decisions do not change."""
+    dev = shipped_device()
+    exits = dev.exits
+    stage = {e: 0.01 * (k + 1) for k, e in enumerate(exits)}
+    staged = dataclasses.replace(dev, cold_stage_ms=stage)
+    w = shipped_workload().take(np.arange(2000))
+    pol = preset("smtm", exits).model_copy(update={"cache": CacheConfig(hot_size=2, cold_size=6, cold_from=exits[1]),
+                                                   "metric": MetricConfig(kind="cosine", thresholds={e: 0.9 for e in exits})})
+    a = simulate(w, dev, pol, with_oracle=False).engine
+    b = simulate(w, staged, pol, with_oracle=False).engine
+    for f in ("exit_pos", "answer", "entries", "hot_entries", "hot_conf"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    want = np.zeros(len(w))
+    for i in range(len(w)):
+        if b.entries[i] <= b.hot_entries[i]:
+            continue
+        pos = int(b.exit_pos[i])
+        stop = len(exits) if pos == FULL else pos
+        searched = list(range(stop)) + ([pos] if pos != FULL and not b.hot_conf[i] else [])
+        want[i] = sum(stage[exits[k]] for k in searched if k >= 1)  # b1 is before cold_from
+    assert (want > 0).sum() > 100 and (want == 0).sum() > 100
+    assert np.allclose(b.lookup_ms - a.lookup_ms, want, rtol=0, atol=1e-9)
+    assert np.allclose(b.energy_mj - a.energy_mj, want * b.proc.active_mw / 1000.0, rtol=0, atol=1e-9)
+    for i in np.flatnonzero(want)[:50]:
+        assert sum(ms for _, ms in b.lookup_breakdown(i)) == pytest.approx(b.lookup_ms[i])
+
+
 # ---------------------------------------------------------------------------------- determinism, chunks
 
 
