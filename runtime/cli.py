@@ -421,7 +421,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             and rto.lookup_ms is not None:
         sizes = [cache.hot_size] + ([cache.hot_size + cache.cold_size] if cache.cold_size else [])
         probe = LookupProbe(blocks, ref.model, bundle.encoders, rto.lookup_ms, rto.lookup_entries,
-                            probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled)
+                            probe_entries(rto.lookup_entries, sizes), exits=bundle.enabled,
+                            input_level=bundle.policy.input_reuse is not None and rto.input_ms is not None)
     # The kernels timed as the profile timed them, before and after the runs (averaged): a machine slower or
     # faster now than when it was profiled shows here, not as a fault of the cost model.
     drift = None if blocks.remote else (lambda: kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context))
@@ -438,7 +439,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     if not blocks.remote:
         # The same prediction with every part of the runtime priced at what it cost during these runs: each block's
         # call and the per-frame overhead as the no-cache runs, interleaved with the policy's chunk by chunk, paid
-        # them; the decider's work at the probe's speed (else the kernels'). What is left is the cost model's own
+        # them; the decider's work at the probe's speed (else the kernels'), the input level's probe as it was timed
+        # between the chunks. What is left is the cost model's own
         # error (which parts the policy pays for, how often, at which cache sizes), apart from how fast the machine
         # happens to run each kind of work now. The no-cache prediction is then the no-cache measurement by
         # construction (a check of the accounting: it differs only by queueing).
@@ -451,7 +453,9 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             report.update({"frame_now_ms": frame_now, "frame_profiled_ms": float(rto.frame_ms)})
         factor = 1.0 + report["lookup_drift"] if probe else report["blocks_now_factor"]
         dev_now = at_current_speed(device, bundle.policy.processor, calls_now, frame_now, factor,
-                                   report["blocks_now_factor"])
+                                   report["blocks_now_factor"], report.get("input_now_ms"))
+        if "input_now_ms" in report:
+            report["input_profiled_ms"] = float(rto.input_ms)
         r_now = simulate(workload, dev_now, bundle.policy, with_oracle=False)
         s_now = r_now.metrics
         p_now = simulate(workload, dev_now, plain, with_oracle=False).metrics

@@ -468,27 +468,46 @@ class LookupProbe:
     :func:`runtime.cli.validate_cmd` can take them between the chunks of its runs: the numpy lookups' speed on a
     shared machine swings with its phases independently of the kernels' (b1 against 16 entries measured
     0.034-0.066 ms in four runs within half an hour), and a probe before and after the runs missed what the runs
-    in between paid."""
+    in between paid.
+
+    With ``input_level``, each sample also times the input level's probe at the start of a frame after a full one,
+    as :func:`measure_overheads` does (``input_now_ms``): on every frame of such a policy it is the largest single
+    part of the decider's work (about 45 us here), and its profiled value moved by a third between two
+    measurements minutes apart (0.044 and 0.058 ms, 2026-11-22), more than the lookups' speed said."""
 
     def __init__(self, blocks, model, encoders: Mapping[str, Any], lookup_table: Mapping[str, Sequence[float]],  # noqa: ANN001
                  table_entries: Sequence[int], probe_entries: Sequence[int], exits: Sequence[str] | None = None,
-                 calls: int = 20, seed: int = 0) -> None:
+                 calls: int = 20, seed: int = 0, input_level: bool = False) -> None:
         self.timer = LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng(seed), exits=exits)
         idx = [list(table_entries).index(int(n)) for n in probe_entries]
         self.then = np.array([[float(lookup_table[e][i]) for e in self.timer.exits] for i in idx])
         self.calls = int(calls)
         self.samples: list[np.ndarray] = []
+        self.input_probe = _input_probe(self.timer.frames) if input_level else None
+        self.input_samples: list[float] = []
 
     def sample(self) -> None:
         self.samples.append(self.timer.sample(self.calls))
+        if self.input_probe is not None:
+            lt, pc = self.timer, time.perf_counter
+            nb, looked, took = len(lt.blocks.functions), np.empty(len(lt.exits)), np.empty(self.calls)
+            for i in range(self.calls):
+                lt.frame(nb, looked)
+                t0 = pc()
+                self.input_probe(lt.frames[lt._next % len(lt.frames)])
+                took[i] = pc() - t0
+            self.input_samples.append(float(np.median(took)) * 1000.0)
 
     def result(self) -> dict[str, float]:
         """The median of the samples so far (at least one is taken) against the table."""
         if not self.samples:
             self.sample()
         now, then = float(np.median(self.samples, axis=0).sum()), float(self.then.sum())
-        return {"lookups_now_ms": now, "lookups_profiled_ms": then, "lookup_probe_samples": len(self.samples),
-                "lookup_drift": now / then - 1.0 if then > 0 else float("nan")}
+        out = {"lookups_now_ms": now, "lookups_profiled_ms": then, "lookup_probe_samples": len(self.samples),
+               "lookup_drift": now / then - 1.0 if then > 0 else float("nan")}
+        if self.input_samples:
+            out["input_now_ms"] = float(np.median(self.input_samples))
+        return out
 
 
 def probe_entries(table_entries: Sequence[int], sizes: Sequence[int]) -> list[int]:
@@ -505,14 +524,15 @@ def speed_factor(profiled_ms: Sequence[float], now_ms: Sequence[float]) -> float
 
 
 def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], frame_ms: float | None,  # noqa: ANN001, ANN201
-                     decider_factor: float = 1.0, cold_factor: float = 1.0):
+                     decider_factor: float = 1.0, cold_factor: float = 1.0, input_ms: float | None = None):
     """``device`` (a simulator DeviceModel) at the speed the machine ran the runtime's parts during a validation:
     each block costs ``calls_ms`` (the runtime's call of it, kernels and dispatch, as timed in the no-cache runs
     interleaved with the policy's), the first block also ``frame_ms`` (those runs' per-frame overhead beside their
     calls; ``None`` where the profile models none), and the decider's numpy work (lookups and their cold stages, cache
     updates, hits, the temporal metric's drift, the input level's probe) is scaled by ``decider_factor`` (its speed now against the profile's: a probe's, or
     else the kernels'), and what the blocks cost more cold or after a lookup by ``cold_factor`` (the kernels' speed
-    now). A phase of a shared machine does not slow its parts alike: in one slow phase
+    now); the input level's probe costs ``input_ms`` where it was timed during the runs (else it is scaled too). A
+    phase of a shared machine does not slow its parts alike: in one slow phase
     (2026-11-22) the kernels ran 1.47x their profiled time, the runtime's per-frame overhead 0.9x and its
     lookups 1.2x. Energy stays as profiled."""
     import dataclasses
@@ -527,6 +547,7 @@ def at_current_speed(device, processor: str | None, calls_ms: Sequence[float], f
                                          after_lookup_ms={e: t * cold_factor for e, t in pc.after_lookup_ms.items()})
     return dataclasses.replace(device, processors=procs, update_ms=device.update_ms * g, hit_ms=device.hit_ms * g,
                                temporal_ms=device.temporal_ms * g,
-                               input_ms=None if device.input_ms is None else device.input_ms * g,
+                               input_ms=(float(input_ms) if input_ms is not None
+                                         else None if device.input_ms is None else device.input_ms * g),
                                cold_stage_ms={e: v * g for e, v in device.cold_stage_ms.items()},
                                lookup_ms={e: v * g for e, v in device.lookup_ms.items()})

@@ -594,6 +594,24 @@ def test_cold_stage_is_timed_as_both_levels_searched_against_one(compiled, refer
     assert lt.dec.cold_stage == [False, False]  # one level again afterwards
 
 
+def test_lookup_probe_times_the_input_level_when_the_policy_has_one(compiled, reference_model):
+    from runtime.overheads import ENTRIES, LookupProbe
+
+    encoders = {e: reference_model.encoders[e] for e in ("b1", "b6")}
+    table = {e: [0.03] * len(ENTRIES) for e in ("b1", "b6")}
+    for level in (False, True):
+        probe = LookupProbe(compiled[0], reference_model.model, encoders, table, ENTRIES, [4], exits=["b1", "b6"],
+                            calls=3, input_level=level)
+        probe.sample()
+        probe.sample()
+        r = probe.result()
+        assert r["lookup_probe_samples"] == 2 and r["lookups_profiled_ms"] == pytest.approx(0.06)
+        assert len(probe.input_samples) == (2 if level else 0)
+        assert ("input_now_ms" in r) == level
+        if level:
+            assert r["input_now_ms"] == pytest.approx(float(np.median(probe.input_samples))) and r["input_now_ms"] > 0
+
+
 def test_block_probe_times_as_the_profiler_does(compiled, reference_model):
     # validate's kernel probe and runtime-overheads' reference must take samples as the profile did: at least
     # min_runs passes in context, the slowest dropped (a 1 ms sample of two passes trimmed nothing).

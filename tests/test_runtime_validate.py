@@ -480,6 +480,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     assert r["lookups_now_ms"] > 0 and math.isfinite(r["lookup_drift"])
     # One probe after each turn of the chunks (30 frames, chunks of 10: three turns).
     assert r["lookup_probe_samples"] == 3
+    assert "input_now_ms" not in r  # the preset has no input level to probe
     # At the current speed the per-frame overhead is the no-cache runs', and the no-cache prediction is those runs.
     parts = r["components_ms"]
     assert r["frame_profiled_ms"] == prof.runtime.frame_ms and r["frame_now_ms"] > 0
@@ -567,6 +568,11 @@ def test_prediction_at_current_speed_prices_each_part_as_it_ran():
     assert dev.temporal_ms == 0.003 and now.temporal_ms == pytest.approx(dev.temporal_ms * g)
     for e in dev.lookup_ms:
         assert np.allclose(now.lookup_ms[e], dev.lookup_ms[e] * g)
+    # The cold stage and the input level's probe as well; the probe as timed during the runs where it was.
+    staged = dataclasses.replace(dev, cold_stage_ms={"b1": 0.004}, input_ms=0.05)
+    assert at_current_speed(staged, None, calls, None, g).cold_stage_ms["b1"] == pytest.approx(0.004 * g)
+    assert at_current_speed(staged, None, calls, None, g).input_ms == pytest.approx(0.05 * g)
+    assert at_current_speed(staged, None, calls, None, g, input_ms=0.061).input_ms == 0.061
     # Cold prices at the kernels' speed now.
     cold = {"b1": np.arange(len(calls) * 2, dtype=float).reshape(-1, 2)}
     pcc = dataclasses.replace(pc, cold_ms=cold, cold_gaps=(1, 2))
