@@ -256,7 +256,8 @@ def runtime_overheads_cmd(profile_path: Path, out: Path | None, rounds: int, cal
 
     Adds the profile's optional `runtime` section (profiles/FORMAT.md): per-block dispatch overhead (the runtime's
     Python-level block call minus the block timed as the profile timed it, both timed now), the per-frame overhead, the runtime's own
-    lookup (numpy encode + search, 1..1024 entries), its cache-update and hit cost, the temporal exit metric's
+    lookup (numpy encode + search, 1..1024 entries) and what searching a cold level adds to it, its cache-update
+    and hit cost, the temporal exit metric's
     per-frame drift, an input level's per-frame probe, and what a block costs more after frames that stopped at an
     exit point before it or that an input level answered (by exit and gap) or after a lookup in its own frame. The
     block medians and everything else stay as they are; the

@@ -6,6 +6,10 @@ A confident match stops the frame there with the cached class; otherwise the fra
 full model's answer updates the cache (a *confirmed* frame). The oracle exits at the earliest exit whose
 top-1 cached class equals the full model's answer.
 
+A lookup costs the lookup table at the hot level's entry count; where the cold level is searched as well, the
+table at all the entries, plus the runtime's second top-two and exit metric where the profile measured it
+(``runtime.cold_stage_ms``).
+
 Speed: the cache only changes on a confirmed frame or a cold hit (a promotion). Between such *events* every
 frame is decided against the same cache, so decisions are computed for a chunk of upcoming frames at once (one
 batched matrix product for all exits) and accepted up to and including the first event; then the event is
