@@ -206,7 +206,7 @@ def measure_cold_stage(lt: LookupTimer, rounds: int, calls: int, entries_index: 
     """What a lookup costs beyond a one-level search of as many entries when the policy has a cold level and the hot
     level was not confident: :meth:`runtime.smtm.CacheDecider.lookup` then finds the top two of all the entries and
     applies the exit metric a second time. The similarities are computed once for both levels, so the kernel
-    table's difference between the two entry counts does not price this; on this machine it was 5-6 us per lookup
+    table's difference between the two entry counts does not price this; on this machine it was 5.2-6.4 us per lookup
     (2026-11-22), where the table's difference between 9 and 13 entries is under 1 us.
 
     In rounds, the ``entries_index``-th entry count searched as one level, then as a hot level of half of it plus
