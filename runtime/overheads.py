@@ -473,28 +473,37 @@ class LookupProbe:
     With ``input_level``, each sample also times the input level's probe at the start of a frame after a full one,
     as :func:`measure_overheads` does (``input_now_ms``): on every frame of such a policy it is the largest single
     part of the decider's work (about 45 us here), and its profiled value moved by a third between two
-    measurements minutes apart (0.044 and 0.058 ms, 2026-11-22), more than the lookups' speed said."""
+    measurements minutes apart (0.044 and 0.058 ms, 2026-11-22), more than the lookups' speed said.
+
+    The samples rotate over ``instances`` timers, each with arrays of its own: in one process of three, timers
+    built alike and sampled in turn ran at 303-342 and 421-446 us (medians of ten rounds, 2026-11-22); and two
+    validations with a single timer had measured the lookups at 1.8x and 2.3x the table while the runs' own
+    lookups cost 1.1-1.3x their usual, and predicted 11% too high."""
 
     def __init__(self, blocks, model, encoders: Mapping[str, Any], lookup_table: Mapping[str, Sequence[float]],  # noqa: ANN001
                  table_entries: Sequence[int], probe_entries: Sequence[int], exits: Sequence[str] | None = None,
-                 calls: int = 20, seed: int = 0, input_level: bool = False) -> None:
-        self.timer = LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng(seed), exits=exits)
+                 calls: int = 20, seed: int = 0, input_level: bool = False, instances: int = 3) -> None:
+        self.timers = [LookupTimer(blocks, model, encoders, probe_entries, np.random.default_rng([seed, j]), exits=exits)
+                       for j in range(max(1, int(instances)))]
+        self.timer = self.timers[0]
         idx = [list(table_entries).index(int(n)) for n in probe_entries]
         self.then = np.array([[float(lookup_table[e][i]) for e in self.timer.exits] for i in idx])
         self.calls = int(calls)
         self.samples: list[np.ndarray] = []
-        self.input_probe = _input_probe(self.timer.frames) if input_level else None
+        self.input_probes = [_input_probe(t.frames) for t in self.timers] if input_level else None
         self.input_samples: list[float] = []
 
     def sample(self) -> None:
-        self.samples.append(self.timer.sample(self.calls))
-        if self.input_probe is not None:
-            lt, pc = self.timer, time.perf_counter
+        k = len(self.samples) % len(self.timers)
+        lt = self.timers[k]
+        self.samples.append(lt.sample(self.calls))
+        if self.input_probes is not None:
+            probe, pc = self.input_probes[k], time.perf_counter
             nb, looked, took = len(lt.blocks.functions), np.empty(len(lt.exits)), np.empty(self.calls)
             for i in range(self.calls):
                 lt.frame(nb, looked)
                 t0 = pc()
-                self.input_probe(lt.frames[lt._next % len(lt.frames)])
+                probe(lt.frames[lt._next % len(lt.frames)])
                 took[i] = pc() - t0
             self.input_samples.append(float(np.median(took)) * 1000.0)
 

@@ -602,11 +602,16 @@ def test_lookup_probe_times_the_input_level_when_the_policy_has_one(compiled, re
     for level in (False, True):
         probe = LookupProbe(compiled[0], reference_model.model, encoders, table, ENTRIES, [4], exits=["b1", "b6"],
                             calls=3, input_level=level)
-        probe.sample()
-        probe.sample()
+        for _ in range(4):
+            probe.sample()
         r = probe.result()
-        assert r["lookup_probe_samples"] == 2 and r["lookups_profiled_ms"] == pytest.approx(0.06)
-        assert len(probe.input_samples) == (2 if level else 0)
+        assert r["lookup_probe_samples"] == 4 and r["lookups_profiled_ms"] == pytest.approx(0.06)
+        assert len(probe.input_samples) == (4 if level else 0)
+        # The samples rotate over three timers with arrays of their own: frames run per sample, 3 for the lookups
+        # and 3 more before the input probes.
+        per = 3 * (2 if level else 1)
+        assert [t._next for t in probe.timers] == [2 * per, per, per]
+        assert len({id(t.cts[0]) for t in probe.timers}) == 3
         assert ("input_now_ms" in r) == level
         if level:
             assert r["input_now_ms"] == pytest.approx(float(np.median(probe.input_samples))) and r["input_now_ms"] > 0
