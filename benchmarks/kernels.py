@@ -125,7 +125,7 @@ def tvm_vs_torch(name: str, repeats: int, sample_ms: float, threads: int) -> dic
 
 
 def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run_trim: float,  # noqa: ANN001
-                     context_sample_ms: float, threads: int, compiled=None) -> None:
+                     context_sample_ms: float, threads: int, attempts: int = 3, compiled=None) -> None:
     from kernels.tvm.compile import compile_model
     from kernels.tvm.measure import measure_model
     from kernels.tvm.rpc import open_session
@@ -137,7 +137,7 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run
             warnings.simplefilter("ignore")
             compiled = compile_model(model)
     cfg = TimingConfig(warmup=5, repeats=repeats, sample_ms=sample_ms, trim=trim, run_trim=run_trim,
-                       context_sample_ms=context_sample_ms)
+                       context_sample_ms=context_sample_ms, attempts=attempts)
     with open_session("local", compiled.target) as s:
         m = measure_model(compiled, s, cfg, exits=(), progress=False)
     stats = {b: latency_stats(v, trim) for b, v in m.blocks.items()}
@@ -153,6 +153,9 @@ def profile_accuracy(name: str, repeats: int, sample_ms: float, trim: float, run
     rows.append(["whole model", f"{whole['median_ms']:.4f}", f"{whole['p90_ms']:.4f}",
                  f"{latency_stats(m.whole, 0.0)['cv']:.1%}", f"{whole['cv']:.1%}", "", "", ""])
     timing = "in context" if m.in_context else "isolated"
+    tries = ", ".join(f"{v:.1%}" for v in m.attempt_worst_cv)
+    print(f"{name}: {len(m.attempt_worst_cv)} attempt(s) of {repeats} rounds (at most {attempts}, while the worst "
+          f"trimmed CV is above 3%), worst CV per attempt {tries}; kept attempt {m.kept_attempt + 1}")
     _table(f"{name}: profile accuracy ({threads} TVM threads, {repeats} rounds, ~{sample_ms} ms per sample (in context ~{cfg.context_sample_ms} ms), "
            f"slowest {run_trim:.0%} of the runs in a sample and slowest {trim:.0%} of the samples trimmed; "
            f"blocks {timing}, as the profile records them; isolated = time_evaluator, for comparison)",
@@ -260,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trim", type=float, default=0.2, help="slowest fraction of the samples dropped")
     ap.add_argument("--run-trim", type=float, default=0.25, help="slowest fraction of the runs in a sample dropped")
     ap.add_argument("--context-sample-ms", type=float, default=16.0, help="target duration of an in-context sample")
+    ap.add_argument("--attempts", type=int, default=3,
+                    help="take the rounds again, up to this many times, while a block's trimmed CV is above 3%% (as the profiler does)")
     ap.add_argument("--threads", type=int, default=None, help="TVM's and torch's threads (default: all cores)")
     ap.add_argument("--folds", type=int, default=5)
     a = ap.parse_args(argv)
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if "2" in sections:
         for m in models:
             profile_accuracy(m, a.repeats, a.sample_ms, a.trim, a.run_trim, a.context_sample_ms, a.threads,
-                             compiled.get(m))
+                             a.attempts, compiled.get(m))
     if "3" in sections:
         predictor_error(a.folds)
     if "4" in sections:

@@ -48,6 +48,9 @@ def _summary_line(p) -> str:  # noqa: ANN001
 @click.option("--run-trim", type=click.FloatRange(0.0, 0.75), default=0.25, show_default=True, help="Fraction of the slowest runs (in-context passes) dropped inside each sample before it is averaged.")
 @click.option("--lookup-repeats", type=click.IntRange(min=1), default=15, show_default=True, help="Samples per cache size for the lookup table.")
 @click.option("--cv-warn", type=click.FloatRange(min=0.0), default=0.03, show_default=True, help="Warn when a block's coefficient of variation is above this.")
+@click.option("--attempts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Take the rounds again, up to this many times in all, while some block's CV is above --cv-warn, and "
+                   "keep the steadiest attempt (the machine's slow phases last seconds).")
 @click.option("--power-model", default=None, metavar="NAME", help="Power model for energy when no counter is readable (see `profile power-models`).")
 @click.option("--dram-pj-per-byte", type=click.FloatRange(min=0.0), default=None, help="Override the power model's off-chip energy per byte.")
 @click.option("--device-name", default=None, help="Name to record for the device.")
@@ -59,8 +62,8 @@ def _summary_line(p) -> str:  # noqa: ANN001
 def profile(ctx: click.Context, model_name: str | None, device: str, out: Path | None, target: str | None,
             input_size: int | None, repeats: int, warmup: int, sample_ms: float, trim: float, run_trim: float,
             lookup_repeats: int,
-            cv_warn: float, power_model: str | None, dram_pj_per_byte: float | None, device_name: str | None,
-            threads: int | None, no_progress: bool) -> None:
+            cv_warn: float, attempts: int, power_model: str | None, dram_pj_per_byte: float | None,
+            device_name: str | None, threads: int | None, no_progress: bool) -> None:
     """Time every block of a model (and the whole model, and the semantic lookup at each exit point for
     1..1024 cached entries) on a device, and write its profile.
 
@@ -87,7 +90,7 @@ def profile(ctx: click.Context, model_name: str | None, device: str, out: Path |
         get_power_model(power_model)
     model, encoders = load_profile_model(model_name, input_size)
     cfg = TimingConfig(warmup=warmup, repeats=repeats, sample_ms=sample_ms, trim=trim, run_trim=run_trim,
-                       lookup_repeats=lookup_repeats, cv_warn=cv_warn)
+                       lookup_repeats=lookup_repeats, cv_warn=cv_warn, attempts=attempts)
     prof = profile_model(model, device, target=target, config=cfg, power_model=power_model,
                          dram_pj_per_byte=dram_pj_per_byte, encoders=encoders, device_name=device_name, threads=threads,
                          progress=not no_progress, warn=_warn, command=_command_line())

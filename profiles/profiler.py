@@ -225,7 +225,7 @@ def profile_model(
     exits = [ExitSpec(e, tuple(by_name[e].output_shape), dims[e], (encoders or {}).get(e)) for e in model.exit_points]
     counter = find_energy_counter() if addr.kind == "local" else None
     with open_session(addr, spec) as session:
-        m = measure_model(compiled, session, config, exits, progress=progress, counter=counter)
+        m = measure_model(compiled, session, config, exits, progress=progress, counter=counter, log=warn)
 
     pm_name = power_model or DEVICE_DEFAULTS["local"]
     pm = get_power_model(pm_name, dram_pj_per_byte)
@@ -277,7 +277,8 @@ def profile_model(
     tuning = {**compiled.records.to_json(), "tuned_kernels": sum(b.scheduled for b in compiled.blocks),
               "kernels": sum(b.kernels for b in compiled.blocks)}
     measurement = {"method": "measured: TVM time_evaluator on the device, blocks and whole model interleaved by round",
-                   **config.to_json(), "runs_per_sample": m.numbers, "block_timing": "isolated"}
+                   **config.to_json(), "runs_per_sample": m.numbers, "block_timing": "isolated",
+                   "attempts": {"worst_cv": [round(v, 6) for v in m.attempt_worst_cv], "kept": m.kept_attempt}}
     if m.in_context:
         measurement.update({
             "method": ("measured: blocks in context (the per-block VM functions called in sequence, each on the previous "

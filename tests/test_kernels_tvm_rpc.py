@@ -35,8 +35,10 @@ def test_rpc_profile_over_loopback_is_valid(tmp_path, rpc_server):
     from profiles.profiler import profile_model
 
     ref = load_reference()
-    cfg = TimingConfig(warmup=1, repeats=3, sample_ms=0.5, lookup_repeats=2, lookup_sample_ms=0.2, cv_warn=10.0)
-    prof = profile_model(ref.model, rpc_server, config=cfg, encoders=ref.encoders, progress=False)
+    # No attempt can be steady enough for a CV bound of 0: the rounds are taken twice and the steadier kept.
+    cfg = TimingConfig(warmup=1, repeats=3, sample_ms=0.5, lookup_repeats=2, lookup_sample_ms=0.2, cv_warn=0.0, attempts=2)
+    said: list[str] = []
+    prof = profile_model(ref.model, rpc_server, config=cfg, encoders=ref.encoders, progress=False, warn=said.append)
     out = write_profile(prof, tmp_path / "rpc.json")
     p = read_profile(out, model=ref.model)
     assert p.device.kind == "rpc" and p.device.address == rpc_server
@@ -48,6 +50,12 @@ def test_rpc_profile_over_loopback_is_valid(tmp_path, rpc_server):
     # Over RPC the host's clock would time the network: blocks are timed on the device, each on its own.
     assert not p.blocks_in_context and p.measurement["block_timing"] == "isolated"
     assert all("isolated" in p.stats(b).note for b in p.block_names)
+    tries = p.measurement["attempts"]
+    assert len(tries["worst_cv"]) == 2 and tries["worst_cv"][tries["kept"]] == min(tries["worst_cv"])
+    assert p.measurement["max_attempts"] == 2
+    assert any(m.startswith("attempt 1: worst variation") for m in said)
+    # What is recorded is the kept attempt's: no block varies more than the worst CV it was kept for.
+    assert max(p.stats(b).cv for b in p.block_names) <= tries["worst_cv"][tries["kept"]] + 1e-6
 
 
 def test_rpc_unreachable_is_one_clear_error():

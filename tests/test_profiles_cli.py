@@ -110,3 +110,4 @@ def test_profile_locally_end_to_end(tmp_path):
     assert all(v >= 0 for v in p.measurement["call_overhead_median_ms"].values())
     assert all("in context" in p.stats(b).note for b in p.block_names)
     assert p.measurement["blockwise_pass"]["median_ms"] > 0
+    assert len(p.measurement["attempts"]["worst_cv"]) == 1  # steady enough for --cv-warn 100 at once

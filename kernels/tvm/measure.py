@@ -11,6 +11,12 @@ call of the block costs beyond its kernels (:class:`kernels.tvm.timing.CallTimer
 same block, same round: the whole model pays no such call between its blocks, and the runtime's profile
 section charges it as dispatch). Those are the blocks' latencies; the isolated ``time_evaluator`` samples are
 kept for comparison. Over RPC only the isolated timing is possible.
+
+This machine's slow phases last seconds and move every block together, so a set of rounds that caught one
+varies too much to trust whatever the trimming. While the worst trimmed CV (of the blocks as the profile will
+record them, and the whole model) is above ``config.cv_warn``, the rounds are taken again, up to
+``config.attempts`` times in all, and the steadiest attempt's samples are kept; the lookup table is timed once,
+after them. The measurement says what each attempt gave.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from kernels.tvm.compile import CompiledModel, vms_by_unit
 from kernels.tvm.counters import EnergyCounter
 from kernels.tvm.lookup import LookupInputs, compile_lookup
 from kernels.tvm.rpc import Session
-from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig, call_overhead_ms
+from kernels.tvm.timing import CallTimer, ChainTimer, KernelTimer, TimingConfig, call_overhead_ms, latency_stats
 
 LOOKUP_ENTRIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -52,10 +58,35 @@ class Measurement:
     call_overhead: dict[str, float] | None = None  # per block: a Python-level call's cost beyond the kernels (ms)
     chain: list[float] | None = None  # in-context passes' totals (blocks + the glue between calls)
     context_passes: int = 0
+    attempt_worst_cv: tuple[float, ...] = ()  # per attempt: the worst trimmed CV of the blocks and whole model
+    kept_attempt: int = 0  # index into attempt_worst_cv of the attempt whose samples these are
 
     @property
     def in_context(self) -> bool:
         return self.isolated is not None
+
+
+@dataclass
+class _Attempt:
+    """One attempt's rounds: raw samples of every unit, and on a local device the in-context ones."""
+
+    samples: dict[str, list[float]]
+    ctx: dict[str, list[float]]
+    call_ms: dict[str, list[float]]
+    totals: list[float]
+    energy_uj: dict[str, float]
+    runs: dict[str, int]
+    worst_cv: float = 0.0
+
+
+def _worst_cv(a: _Attempt, context: bool, trim: float) -> float:
+    """The worst trimmed CV among what the profile will record as latencies: the blocks (in context where timed so,
+    less their call overhead, a constant per block) and the whole model."""
+    over = {n: call_overhead_ms(v) for n, v in a.call_ms.items()} if context else {}
+    series = ([[x - over[n] for x in v] for n, v in a.ctx.items()] if context
+              else [v for n, v in a.samples.items() if n != "model"])
+    series += [a.samples["model"]] if "model" in a.samples else []
+    return max((float(latency_stats(v, trim)["cv"]) for v in series if len(v)), default=0.0)
 
 
 def _progress(total: int, desc: str, enabled: bool):  # noqa: ANN202
@@ -98,34 +129,47 @@ def measure_model(
         for b, f in zip(compiled.blocks, fns):
             calls[b.name] = CallTimer(f, cur, numbers[b.name], run_trim=config.run_trim)
             cur = f(cur)
-    ctx: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
-    call_ms: dict[str, list[float]] = {b.name: [] for b in compiled.blocks}
-    totals: list[float] = []
-
-    samples: dict[str, list[float]] = {name: [] for name in timers}
-    energy_uj = {name: 0.0 for name in timers}
-    runs = {name: 0 for name in timers}
     rounds = config.warmup + config.repeats
     lookup_work = len(exits) * len(lookup_entries) * (config.lookup_repeats + 1)
-    with _progress(rounds * len(timers) + lookup_work, f"profiling {compiled.model_name} on {session.address.url}", progress) as bar:
+
+    def run_rounds(bar) -> _Attempt:  # noqa: ANN001
+        a = _Attempt({name: [] for name in timers}, {b.name: [] for b in compiled.blocks},
+                     {b.name: [] for b in compiled.blocks}, [], {name: 0.0 for name in timers}, {name: 0 for name in timers})
         for r in range(rounds):
             for name, t in timers.items():
                 before = counter.read_uj() if counter is not None else 0
                 ms = t.sample_ms()
                 if r >= config.warmup:
-                    samples[name].append(ms)
+                    a.samples[name].append(ms)
                     if counter is not None:
-                        energy_uj[name] += counter.delta_uj(before, counter.read_uj())
-                        runs[name] += t.number + 1  # time_evaluator's warm-up run included
+                        a.energy_uj[name] += counter.delta_uj(before, counter.read_uj())
+                        a.runs[name] += t.number + 1  # time_evaluator's warm-up run included
                 bar.update(1)
             if chain is not None:
                 per_block, total = chain.sample_ms()
                 host = {name: t.sample_ms() for name, t in calls.items()}
                 if r >= config.warmup:
                     for b, v in zip(compiled.blocks, per_block):
-                        call_ms[b.name].append(host[b.name] - samples[b.name][-1])
-                        ctx[b.name].append(float(v))
-                    totals.append(total)
+                        a.call_ms[b.name].append(host[b.name] - a.samples[b.name][-1])
+                        a.ctx[b.name].append(float(v))
+                    a.totals.append(total)
+        return a
+
+    attempts: list[_Attempt] = []
+    with _progress(rounds * len(timers) + lookup_work, f"profiling {compiled.model_name} on {session.address.url}", progress) as bar:
+        while True:
+            attempts.append(run_rounds(bar))
+            attempts[-1].worst_cv = _worst_cv(attempts[-1], chain is not None, config.trim)
+            if attempts[-1].worst_cv <= config.cv_warn or len(attempts) >= config.attempts:
+                break
+            if log is not None:
+                log(f"attempt {len(attempts)}: worst variation {attempts[-1].worst_cv:.1%} is above "
+                    f"{config.cv_warn:.0%}; timing the blocks again")
+            bar.total += rounds * len(timers)
+            bar.refresh()
+        kept = min(range(len(attempts)), key=lambda i: attempts[i].worst_cv)
+        best = attempts[kept]
+        samples, ctx, call_ms, totals, energy_uj, runs = best.samples, best.ctx, best.call_ms, best.totals, best.energy_uj, best.runs
 
         lookup: dict[str, dict[int, list[float]]] = {}
         for e in exits:
@@ -156,4 +200,5 @@ def measure_model(
         isolated, samples = samples, {n: [x - over[n] for x in v] for n, v in ctx.items()}
     return Measurement(samples, whole, numbers, lookup, tuple(int(n) for n in lookup_entries), energy,
                        None if counter is None else counter.name, config, isolated,
-                       over if chain else None, totals if chain else None, chain.passes if chain else 0)
+                       over if chain else None, totals if chain else None, chain.passes if chain else 0,
+                       tuple(a.worst_cv for a in attempts), kept)

@@ -92,12 +92,13 @@ class TimingConfig:
     lookup_repeats: int = 15
     lookup_sample_ms: float = 1.0
     cv_warn: float = 0.03
+    attempts: int = 3  # times the rounds are taken at most while some block's trimmed CV is above cv_warn
 
     def to_json(self) -> dict:
         return {"warmup_rounds": self.warmup, "repeats": self.repeats, "sample_ms": self.sample_ms,
                 "context_sample_ms": self.context_sample_ms, "min_runs_per_sample": self.min_runs,
                 "trim": {"drop_slowest_fraction": self.trim, "drop_slowest_runs_in_sample": self.run_trim}, "lookup_repeats": self.lookup_repeats,
-                "lookup_sample_ms": self.lookup_sample_ms, "cv_warn": self.cv_warn}
+                "lookup_sample_ms": self.lookup_sample_ms, "cv_warn": self.cv_warn, "max_attempts": self.attempts}
 
 
 class ChainTimer:
