@@ -162,6 +162,34 @@ def _interleaved_runs(runtimes, frames, times, new_video, chunk: int, between=No
     return out
 
 
+def _repeated_runs(runtimes, frames, times, new_video, chunk: int, passes: int, between=None):
+    """:func:`_interleaved_runs` ``passes`` times, every runtime starting each pass with an empty cache; one RunLog
+    per runtime whose decisions are the first pass's and whose timings are each frame's mean over the passes, and
+    per runtime the passes' mean latencies and the share of frames every pass decided alike."""
+    import numpy as np
+
+    from runtime.engine import RunLog
+
+    runs = []
+    for _ in range(passes):
+        for rt in runtimes:
+            rt.reset()
+        runs.append(_interleaved_runs(runtimes, frames, times, new_video, chunk, between))
+    out, pass_means, agree = [], [], []
+    for k in range(len(runtimes)):
+        logs = [r[k] for r in runs]
+        first = logs[0]
+        same = np.ones(len(first), dtype=bool)
+        for g in logs[1:]:
+            same &= (g.exit_index == first.exit_index) & (g.answer == first.answer)
+        mean = {f: np.mean([getattr(g, f) for g in logs], axis=0) for f in ("latency_ms", "block_ms", "lookup_ms", "update_ms")}
+        out.append(RunLog(first.enabled, first.blocks, first.exit_index, first.answer, first.level, **mean,
+                          entries=first.entries, extra=logs[-1].extra))
+        pass_means.append([float(np.mean(g.latency_ms)) for g in logs])
+        agree.append(float(np.mean(same)) if len(first) else 1.0)
+    return out, pass_means, agree
+
+
 def measured_components(log) -> dict[str, float]:  # noqa: ANN001
     """Mean per frame of the runtime's blocks (the calls, with their dispatch), lookups (read, encode and search at
     every exit tried), cache writes (an update after a miss, the bookkeeping of a hit) and the rest of the frame
@@ -250,6 +278,11 @@ def _format_validation(r: dict) -> str:
     line = lambda c: "  ".join(s.ljust(w[0]) if k == 0 else s.rjust(w[k]) for k, s in enumerate(c))  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * x for x in w)), *(line(x) for x in rows),
                       f"decisions (exit point and answer) agree on {r['decisions_agree']:.2%} of the frames",
+                      *([f"{r['passes']} passes over the frames (timings averaged per frame; every pass decided alike on "
+                         f"{r['passes_agree']:.2%} of the frames): measured mean per pass "
+                         + ", ".join(f"{v:.3f}" for v in r["measured_mean_ms_passes"]) + " ms"
+                         + (" (at the current speed " + ", ".join(f"{v:+.1%}" for v in r["latency_error_now_passes"]) + ")"
+                            if "latency_error_now_passes" in r else "")] if r.get("passes", 1) > 1 else []),
                       *([f"TVM threads: {r['threads']} (the profile's: {r['profile_threads'] or 'not recorded'})"]
                         if r.get("threads") else []),
                       *([f"kernels now {r['kernels_now_ms']:.3f} ms against {r['kernels_profiled_ms']:.3f} ms profiled "
@@ -297,6 +330,9 @@ def _format_validation(r: dict) -> str:
               help="Frames run first and discarded (the runtimes start again with empty caches).")
 @click.option("--chunk", type=click.IntRange(min=1), default=50, show_default=True,
               help="The policy and plain inference run the frames in turn, this many at a time.")
+@click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Run the frames this many times (each pass from empty caches) and average each frame's timings over "
+                   "the passes: this machine's phases move a single pass's mean by several percent.")
 @click.option("--device", "device_url", default="local", show_default=True,
               help="Where the runtime runs its blocks: 'local' or rpc://HOST:PORT[/KEY] (a phone's TVM RPC server).")
 @click.option("--target", default=None, show_default="this CPU",
@@ -306,7 +342,7 @@ def _format_validation(r: dict) -> str:
                    "simulate with them instead of the profile's runtime section.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, mapping, seed, strength, warmup, chunk,
-                 device_url, target, measure_now, as_json) -> None:
+                 passes, device_url, target, measure_now, as_json) -> None:
     """Fidelity: the simulator's predicted latency and accuracy of a bundle's policy against what the runtime
     measures running it on this machine, on the same frames.
 
@@ -427,9 +463,11 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
     # faster now than when it was profiled shows here, not as a fault of the cost model.
     drift = None if blocks.remote else (lambda: kernel_drift(blocks, ref.model, profiled, in_context=profile.blocks_in_context))
     before = drift() if drift else None
-    log, plain_log = _interleaved_runs([rt, rt_plain], frames, times, new_video, chunk,
-                                       between=probe.sample if probe else None)
+    (log, plain_log), pass_means, agree = _repeated_runs([rt, rt_plain], frames, times, new_video, chunk, passes,
+                                                         between=probe.sample if probe else None)
     report = validation_report(sim, plain_sim, log, plain_log, rec.true_class)
+    report.update({"passes": passes, "measured_mean_ms_passes": pass_means[0],
+                   "measured_no_cache_mean_ms_passes": pass_means[1], "passes_agree": agree[0]})
     if drift:
         after = drift()
         report.update({k: (before[k] + after[k]) / 2 for k in before})
@@ -469,6 +507,7 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
             "predicted_now_after_lookup_ms": float(np.mean(r_now.engine.after_lookup_ms)),
             "predicted_now_mean_ms": s_now["mean_latency_ms"],
             "latency_error_now": report["measured_mean_ms"] / s_now["mean_latency_ms"] - 1.0,
+            "latency_error_now_passes": [v / s_now["mean_latency_ms"] - 1.0 for v in pass_means[0]],
             "predicted_now_no_cache_mean_ms": p_now["mean_latency_ms"],
             "no_cache_latency_error_now": report["measured_no_cache_mean_ms"] / p_now["mean_latency_ms"] - 1.0})
     report.update({"device": device_url, "blocks": blocks.source, "latency_includes_network": blocks.remote,

@@ -391,6 +391,43 @@ def test_validate_predicted_against_measured(bundle, capsys):
     # The runtime ran with the profile's thread count, or says which it had when the pool had already started.
     assert r["threads"] == tvm.runtime.num_threads() and r["profile_threads"] == read_profile(PROFILE).device.threads
     assert (r["threads"] == r["profile_threads"]) == ("thread pool already runs" not in err)
+    # Three passes by default, each from empty caches: the same decisions every time, timings averaged per frame.
+    assert r["passes"] == 3 and r["passes_agree"] == 1.0
+    assert len(r["measured_mean_ms_passes"]) == len(r["latency_error_now_passes"]) == 3
+    assert np.mean(r["measured_mean_ms_passes"]) == pytest.approx(r["measured_mean_ms"], rel=1e-9)
+    assert np.mean(r["measured_no_cache_mean_ms_passes"]) == pytest.approx(r["measured_no_cache_mean_ms"], rel=1e-9)
+
+
+def test_repeated_runs_average_each_frames_timings_and_keep_the_first_passs_decisions():
+    from runtime.cli import _repeated_runs
+    from runtime.engine import RunLog
+
+    class Scripted:
+        """A runtime whose n-th pass (counted by its resets) takes n ms a frame and, from the second pass on,
+        answers frame 2 otherwise."""
+
+        resets = 0
+
+        def reset(self):
+            self.resets += 1
+
+        def run(self, frames, times, new_video):
+            k, start = len(frames), int(times[0])
+            answer = np.arange(start, start + k)
+            if self.resets >= 2 and start <= 2 < start + k:
+                answer[2 - start] = 99
+            lat = np.full(k, float(self.resets))
+            return RunLog(("b1",), ("b1", "b2"), np.zeros(k, np.int64), answer, np.zeros(k, np.int8), lat,
+                          np.stack([lat / 2, lat / 2], axis=1), np.zeros(k), np.zeros(k), np.ones(k, np.int64))
+
+    rt, turns = Scripted(), []
+    (log,), means, agree = _repeated_runs([rt], np.zeros((6, 3, 4, 4), np.float32), np.arange(6.0), np.zeros(6, bool),
+                                          4, 3, between=lambda: turns.append(rt.resets))
+    assert turns == [1, 1, 2, 2, 3, 3]  # each pass from an empty cache; two turns of chunks a pass
+    assert means == [[1.0, 2.0, 3.0]]
+    assert np.allclose(log.latency_ms, 2.0) and np.allclose(log.block_ms, 1.0)
+    assert list(log.answer) == [0, 1, 2, 3, 4, 5]  # the first pass's decisions
+    assert agree == [pytest.approx(5 / 6)]  # frame 2 answered otherwise in the later passes
 
 
 def test_validate_refuses_bad_input_in_one_line(bundle, tmp_path, capsys):
@@ -470,7 +507,7 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     # With the runtime's lookup table in the profile, validate probes the lookups' speed now at the cache sizes the
     # policy searches (the smtm preset: 4 hot, 4 + 28 in all) and predicts at the current speed with it.
     rc, stdout, err = _run(capsys, "validate", "--bundle", str(bundle), "--profile", str(out), "--trace", str(LABELS),
-                           "--frames", "30", "--warmup", "2", "--chunk", "10", "--json")
+                           "--frames", "30", "--warmup", "2", "--chunk", "10", "--passes", "2", "--json")
     assert rc == 0, err
     r = json.loads(stdout)
     assert r["lookup_probe_entries"] == [4, 32]
@@ -478,8 +515,8 @@ def test_runtime_overheads_are_measured_and_merged(tmp_path, capsys, bundle):
     table = dict(zip(prof.runtime.lookup_entries, zip(*(prof.runtime.lookup_ms[e] for e in exits))))
     assert r["lookups_profiled_ms"] == pytest.approx(sum(table[4]) + sum(table[32]))
     assert r["lookups_now_ms"] > 0 and math.isfinite(r["lookup_drift"])
-    # One probe after each turn of the chunks (30 frames, chunks of 10: three turns).
-    assert r["lookup_probe_samples"] == 3
+    # One probe after each turn of the chunks (30 frames, chunks of 10: three turns a pass, two passes).
+    assert r["lookup_probe_samples"] == 6
     assert "input_now_ms" not in r  # the preset has no input level to probe
     # At the current speed the per-frame overhead is the no-cache runs', and the no-cache prediction is those runs.
     parts = r["components_ms"]
