@@ -348,7 +348,8 @@ def validate_cmd(bundle_path, labels_path, max_frames, videos, profile_path, map
 
     The label trace's frames are rendered with the reference workload (the mapping, seed and strength of `trace
     record`), recorded in memory (the simulator's input) and run through the runtime with TVM-compiled blocks,
-    under the bundle's policy and without a cache (for the measured speed-up). The simulation uses the policy as
+    under the bundle's policy and without a cache (for the measured speed-up), --passes times from empty caches, each
+    frame's timings averaged over the passes. The simulation uses the policy as
     stored (its calibration) and this machine's profile; a profile with a `runtime` section (`run_sim.py profile
     runtime-overheads`, or --measure-overheads right before the runs) also accounts for the runtime's own overheads.
 
