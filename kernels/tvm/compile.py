@@ -26,6 +26,7 @@ import numpy as np
 from kernels.blockwise import BlockwiseModel
 from kernels.tvm.export import ExportedBlock, export_blocks
 from kernels.tvm.records import RecordsInfo, load_database, model_key
+from kernels.tvm.storage import cpu_pipeline
 from kernels.tvm.targets import TargetSpec, resolve_target
 
 
@@ -204,8 +205,8 @@ def _build(mod, target: TargetSpec, database):  # noqa: ANN001, ANN202
     applied = apply_database(prepared, target.target, database)
     counts = count_scheduled(applied)  # tuned schedules only (not the GPU defaults below)
     if target.kind == "gpu":
-        applied = gpu_schedule(applied, target.target)
-    return tvm.compile(applied, target=target.target), counts
+        return tvm.compile(gpu_schedule(applied, target.target), target=target.target), counts
+    return tvm.compile(applied, target=target.target, relax_pipeline=cpu_pipeline(target.target)), counts
 
 
 def build_exported(blocks: list[ExportedBlock], target: TargetSpec, database) -> list[CompiledBlock]:  # noqa: ANN001
