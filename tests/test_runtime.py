@@ -299,7 +299,10 @@ def test_export_from_a_sweep_directory(capsys, tmp_path, reference_model, compil
 
 def test_rendered_frames_are_the_recorders(reference_model, rendered):
     """Frames re-rendered in the recorder's batch and run through the reference CNN as the recorder runs it give
-    the recorded vectors and predictions bit for bit (after the trace's float16 rounding)."""
+    the recorded predictions, and the recorded vectors bit for bit after the trace's float16 rounding but for a few
+    values one float16 step off: the encoders' projection is a float32 matrix product, and OpenBLAS picks its
+    kernel by CPU (the trace was recorded with its AVX-512 one, a Zen 5 host gets the AVX2 one: 0-8 of 8,192 values
+    per exit point differ there). Frames rendered any differently change most values by far more."""
     import torch
 
     from kernels.reference.encoders import pooled_exit_features
@@ -315,7 +318,11 @@ def test_rendered_frames_are_the_recorders(reference_model, rendered):
     assert np.array_equal(logits.argmax(1), rec.prediction[rows])
     for e in reference_model.model.exit_points:
         v = reference_model.encoders[e].encode_pooled(pooled[e]).astype(np.float16)
-        assert np.array_equal(v, rec.vectors[e][rows]), e
+        recorded = rec.vectors[e][rows]
+        off = v != recorded
+        step = np.spacing(np.maximum(np.abs(v), np.abs(recorded)))  # one float16 step at the larger of the two
+        assert np.all(np.abs(v.astype(np.float32) - recorded.astype(np.float32))[off] <= step[off]), e
+        assert off.mean() <= 0.005, (e, int(off.sum()))
 
 
 @pytest.fixture(scope="module")
