@@ -8,6 +8,7 @@ Modules (imported on use; all of them import ``tvm``):
 - :mod:`kernels.tvm.export`: ``torch.export`` -> Relax, BatchNorm folded into the convolutions.
 - :mod:`kernels.tvm.records`: where the shipped tuning records live and how they are picked up.
 - :mod:`kernels.tvm.compile`: compile a model per block and whole, applying the records.
+- :mod:`kernels.tvm.storage`: CPU executables with every planned storage one size (warm pool buffers per block).
 - :mod:`kernels.tvm.tune`: one MetaSchedule run over every task of a model (``python -m kernels.tvm.tune``).
 - :mod:`kernels.tvm.lookup`: the semantic lookup (encode + cosine search against ``n`` cached entries).
 - :mod:`kernels.tvm.timing`: repeated timing with trimming and statistics.

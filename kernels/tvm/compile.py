@@ -6,7 +6,8 @@ sequence from Python, as the runtime runs them, the reference CNN's ten blocks w
 workspaces took 17-27% longer than the whole model on this machine, and 7-17% longer with one shared VM.
 
 Pipeline: ``torch.export`` (BatchNorm folded) -> Relax -> decompose, legalize, fuse (TVM's zero pipeline)
--> apply the tuning database's schedules to every fused kernel it has a record for -> ``tvm.compile``.
+-> apply the tuning database's schedules to every fused kernel it has a record for -> ``tvm.compile`` (for a CPU,
+with every planned storage one size: see :mod:`kernels.tvm.storage`).
 Tasks are extracted from the same legalized modules, so tuning and compiling see identical workloads; the
 per-block modules pick up the schedules tuned on the whole model whenever their fused kernels are the same
 (every block's kernels are, except at most a few fused at a block boundary, and the tuner also tunes the

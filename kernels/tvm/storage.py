@@ -5,9 +5,9 @@ Why: TVM's pooled allocator keeps freed buffers in one free list per (page-round
 last one freed of exactly that size. Run block by block, each block asks for storages of its own sizes, which
 no other block frees, so what it gets is the buffer it used itself a whole pass ago -- long evicted. The whole
 model, planned as one function, allocates 7 storages per pass where MobileNetV2's blocks allocate 30, and its
-early, large kernels run on warm memory. Measured on this machine (MobileNetV2 224x224, tuned, one thread):
+early, large kernels run on warm memory. Measured on a Zen 5 host (MobileNetV2 224x224, tuned, one thread):
 the same kernels with the same schedules ran 6% slower as a chain of blocks than as the whole model (the first
-blocks' 1x1 convolutions up to 30% slower), 2.5% with every storage one size (the largest), 3.9% with sizes
+blocks' large kernels up to 30% slower), 2.5-3.1% with every storage one size (the largest), 3.9% with sizes
 rounded to powers of two; the reference CNN 1.7% and 1.3% (noise level). With one size, the buffer a block
 gets is the one the previous block (or the previous function's output) just freed.
 
