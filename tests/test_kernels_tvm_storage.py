@@ -8,11 +8,10 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 from tvm import relax  # noqa: E402
-from tvm.relax.backend.cpu_generic import pipeline as cpu  # noqa: E402
 from tvm.script import relax as R  # noqa: E402
 
 from kernels.tvm.compile import _build  # noqa: E402
-from kernels.tvm.storage import cpu_pipeline, storage_sizes, uniform_storage  # noqa: E402
+from kernels.tvm.storage import cpu_passes, cpu_pipeline, storage_sizes, uniform_storage  # noqa: E402
 from kernels.tvm.targets import TargetSpec  # noqa: E402
 
 
@@ -43,11 +42,7 @@ TARGET = tvm.target.Target("llvm")
 def _planned(mod):  # noqa: ANN001, ANN202
     """The default CPU pipeline up to the point where every storage is an explicit ``alloc_storage``."""
     with TARGET:
-        finalize = cpu.finalize_passes(TARGET)
-        names = [p.info.name for p in finalize]
-        upto = finalize[: names.index("LowerAllocTensor") + 1]
-        return tvm.transform.Sequential(cpu.library_dispatch_passes(TARGET) + cpu.legalize_passes(TARGET)
-                                        + cpu.dataflow_lower_passes(TARGET) + upto)(mod)
+        return tvm.transform.Sequential(cpu_passes(TARGET)[0])(mod)
 
 
 def _inputs(rng):  # noqa: ANN001, ANN202

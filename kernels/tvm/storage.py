@@ -90,25 +90,28 @@ def uniform_storage():  # noqa: ANN201
     return _pass
 
 
-def cpu_pipeline(target) -> Any:  # noqa: ANN001
-    """TVM's default CPU Relax pipeline with :func:`uniform_storage` run once every storage is explicit (after
-    static memory planning and the lowering of the functions' output allocations)."""
-    import tvm
+def cpu_passes(target) -> tuple[list, list]:  # noqa: ANN001
+    """TVM's default CPU Relax passes split where every storage has become an explicit ``alloc_storage`` (after
+    static memory planning and the lowering of the functions' output allocations): ``(up to there, the rest)``."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    finalize = list(cpu.finalize_passes(target))
+    names = [p.info.name for p in finalize]
+    if "LowerAllocTensor" not in names:
+        raise RuntimeError(f"TVM's CPU finalize passes changed ({names}); cannot place UniformStorage")
+    at = names.index("LowerAllocTensor") + 1
+    before = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + cpu.dataflow_lower_passes(target)
+    return before + finalize[:at], finalize[at:]
+
+
+def cpu_pipeline(target) -> Any:  # noqa: ANN001
+    """TVM's default CPU Relax pipeline with :func:`uniform_storage` run once every storage is explicit."""
+    import tvm
 
     @tvm.transform.module_pass(opt_level=0, name="EngramCPUPipeline")
     def _pipeline(mod, _ctx):  # noqa: ANN001, ANN202
         with target:
-            finalize = list(cpu.finalize_passes(target))
-            names = [p.info.name for p in finalize]
-            if "LowerAllocTensor" not in names:
-                raise RuntimeError(f"TVM's CPU finalize passes changed ({names}); cannot place UniformStorage")
-            at = names.index("LowerAllocTensor") + 1
-            seq = tvm.transform.Sequential(
-                cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + cpu.dataflow_lower_passes(target)
-                + finalize[:at] + [uniform_storage()] + finalize[at:]
-            )
-            mod = seq(mod)
-        return mod
+            planned, rest = cpu_passes(target)
+            return tvm.transform.Sequential(planned + [uniform_storage()] + rest)(mod)
 
     return _pipeline
